@@ -1,0 +1,38 @@
+# Two set-up commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OUT    ?= out
+
+.PHONY: demo test lint bench monthly clean browser
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/detector --db $(OUT)/demo.duckdb demo --out $(OUT)
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check detector pipelines tests
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(if $(ROWS),--rows $(ROWS))
+
+monthly: $(STAMP)
+	$(BIN)/python -m pipelines.monthly --inbox $(INBOX) $(if $(MONTH),--month $(MONTH))
+
+# The HTML report is checked in a real headless browser; install Debian's chromium where missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium not installed: the browser test will be skipped")
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

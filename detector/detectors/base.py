@@ -1,0 +1,92 @@
+"""The detector contract: every detector is a module with the same shape.
+
+A detector has a `name`, a one-line `description`, a `version`, a frozen `Settings` dataclass
+whose field defaults are documented with `field(metadata={"doc": ...})`, and a function
+`detect(wh, window, settings) -> polars.DataFrame` returning rows in `ALERT_SCHEMA` (without
+`alert_id`, `run_id`, `severity`, `lead_id`, `lead_rank`: the runner adds those).
+
+No look-ahead: an alert for month t may only use flows with period <= t.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+# The columns a detector returns (the runner adds alert_id, run_id, severity, lead_id, lead_rank).
+DETECTOR_OUTPUT_SCHEMA: dict[str, pl.DataType] = {
+    "detector": pl.String,
+    "period": pl.Date,
+    "hs_code": pl.String,
+    "commodity": pl.String,
+    "origin": pl.String,
+    "via": pl.String,
+    "destination": pl.String,
+    "reporter": pl.String,
+    "partner": pl.String,
+    "score": pl.Float64,
+    "observed": pl.Float64,
+    "expected": pl.Float64,
+    "evidence": pl.String,
+    "explanation": pl.String,
+}
+
+ALERT_SCHEMA: dict[str, pl.DataType] = {
+    "alert_id": pl.String,
+    "run_id": pl.String,
+    **{k: v for k, v in DETECTOR_OUTPUT_SCHEMA.items()},
+    "severity": pl.String,
+    "lead_id": pl.String,
+    "lead_rank": pl.Int32,
+}
+# SPEC column order of the public alert table.
+PUBLIC_ALERT_COLUMNS = [
+    "alert_id", "run_id", "detector", "period", "hs_code", "commodity", "origin", "via",
+    "destination", "reporter", "partner", "score", "severity", "observed", "expected",
+    "evidence", "explanation",
+]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Months scored, first days of month, inclusive at both ends."""
+
+    start: date
+    end: date
+
+    def __post_init__(self):
+        if self.start.day != 1 or self.end.day != 1:
+            raise ValueError("window bounds must be first days of months")
+        if self.start > self.end:
+            raise ValueError(f"window start {self.start} is after its end {self.end}")
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    name: str
+    description: str
+    version: str
+    settings_class: type
+    detect: Callable[..., pl.DataFrame]
+
+    def default_settings(self):
+        return self.settings_class()
+
+    def settings_docs(self) -> list[tuple[str, object, str]]:
+        return [(f.name, f.default, f.metadata.get("doc", "")) for f in dataclasses.fields(self.settings_class)]
+
+
+def empty_output() -> pl.DataFrame:
+    return pl.DataFrame(schema=DETECTOR_OUTPUT_SCHEMA)
+
+
+def conform(df: pl.DataFrame) -> pl.DataFrame:
+    """Select and cast a detector's result to the output schema (missing columns become null)."""
+    cols = []
+    for name, dtype in DETECTOR_OUTPUT_SCHEMA.items():
+        cols.append((pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype).alias(name))
+    return df.select(cols) if df.height else empty_output()

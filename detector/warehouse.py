@@ -1,0 +1,127 @@
+"""The DuckDB warehouse: one file, one schema version, one writer at a time.
+
+Every write goes through `Warehouse.transaction()`, so a failed load or run leaves the file as
+it was. DuckDB locks the file for a writing process; a second writer gets `WarehouseBusy`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from detector.errors import DetectorError, WarehouseBusy, WarehouseVersionError
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = "detector.duckdb"
+
+# Each entry upgrades a warehouse from version (index + 1) to the next; statements only add.
+MIGRATIONS: list[list[str]] = []
+
+
+def default_path() -> str:
+    return os.environ.get("DETECTOR_DB") or DEFAULT_DB
+
+
+def _schema_sql() -> str:
+    return resources.files("detector").joinpath("schema.sql").read_text()
+
+
+class Warehouse:
+    """An open warehouse file. Use as a context manager; `con` is the DuckDB connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, read_only: bool):
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, read_only: bool = False,
+             memory_limit: str | None = None) -> Warehouse:
+        path = str(path or default_path())
+        if read_only and not Path(path).exists():
+            raise DetectorError(f"{path}: no warehouse here yet; load data first (detector ingest ...)")
+        if not read_only:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        config = {"memory_limit": memory_limit or os.environ.get("DETECTOR_MEMORY_LIMIT", "4GB")}
+        try:
+            con = duckdb.connect(path, read_only=read_only, config=config)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise WarehouseBusy(
+                    f"{path}: warehouse is in use by another process; wait for it to finish and retry"
+                ) from None
+            raise DetectorError(f"{path}: cannot open the warehouse ({str(exc).splitlines()[0]})") from None
+        except duckdb.Error as exc:
+            raise DetectorError(f"{path}: not a readable warehouse ({str(exc).splitlines()[0]})") from None
+        wh = cls(con, path, read_only)
+        try:
+            wh._ensure_schema()
+        except Exception:
+            con.close()
+            raise
+        return wh
+
+    def _ensure_schema(self) -> None:
+        has_meta = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+        ).fetchone()[0]
+        if not has_meta:
+            if self.read_only:
+                raise DetectorError(f"{self.path}: empty warehouse; load data first (detector ingest ...)")
+            with self.transaction():
+                self.con.execute(_schema_sql())
+                self.con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+                from detector.reference import load_reference
+
+                load_reference(self.con)
+            return
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise WarehouseVersionError(
+                f"{self.path}: made by a newer version of detector (schema {version}, this one reads "
+                f"{SCHEMA_VERSION}); upgrade detector"
+            )
+        if version < 1:
+            raise WarehouseVersionError(f"{self.path}: not a detector warehouse (no schema version)")
+        if version < SCHEMA_VERSION:
+            if self.read_only:
+                raise WarehouseVersionError(
+                    f"{self.path}: schema {version} needs migrating to {SCHEMA_VERSION}; "
+                    "run any writing command (e.g. detector ingest) first"
+                )
+            with self.transaction():
+                for step in MIGRATIONS[version - 1:]:
+                    for statement in step:
+                        self.con.execute(statement)
+                self.con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All or nothing: commit on success, roll back on any exception."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
