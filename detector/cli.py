@@ -1,6 +1,112 @@
+"""Thin click commands: parse, call the library, format. Errors become one-line messages."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
 import click
 
+from detector.errors import DetectorError
+from detector.warehouse import Warehouse, default_path
 
-@click.group()
-def main():
+
+class Context:
+    def __init__(self, db: str, debug: bool, config: str | None):
+        self.db, self.debug, self.config = db, debug, config
+
+    def open(self, read_only: bool = False) -> Warehouse:
+        return Warehouse.open(self.db, read_only=read_only)
+
+
+def friendly_errors(func):
+    """Library errors become `Error: <message>` and exit 1; a traceback only with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        debug = bool(getattr(ctx.find_object(Context), "debug", False))
+        try:
+            return func(*args, **kwargs)
+        except DetectorError as exc:
+            if debug:
+                raise
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted; nothing of the unfinished step was kept") from None
+        except Exception as exc:  # an unexpected failure: still one line unless --debug
+            if debug:
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise click.ClickException(
+                f"unexpected {exc.__class__.__name__}: {first} (rerun with --debug for details)") from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", default=default_path, show_default="$DETECTOR_DB or ./detector.duckdb",
+              help="Warehouse file (DuckDB).")
+@click.option("--config", type=click.Path(dir_okay=False), default=None,
+              help="Settings file (TOML) overriding detector defaults.")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="detector")
+@click.pass_context
+def main(ctx, db, config, debug):
     """Detect strategic minerals crossing borders by a detour or under a false declaration."""
+    ctx.obj = Context(db, debug, config)
+
+
+# ---------------------------------------------------------------- ingest
+@main.group()
+def ingest():
+    """Load trade tables into the warehouse (idempotent; bad rows go to `rejects`)."""
+
+
+def _print_summaries(summaries) -> None:
+    for s in summaries:
+        click.echo(s.line())
+        for reason, n in sorted(s.reasons.items(), key=lambda kv: -kv[1])[:8]:
+            click.echo(f"    rejected {n:,}: {reason}")
+
+
+@ingest.command("comtrade")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_obj
+@friendly_errors
+def ingest_comtrade(obj: Context, paths):
+    """Load UN Comtrade CSV files (plain or .gz)."""
+    from detector.ingest.comtrade import load_comtrade
+
+    with obj.open() as wh:
+        _print_summaries(load_comtrade(wh, paths))
+
+
+# ---------------------------------------------------------------- reference data
+@main.command()
+@click.pass_obj
+@friendly_errors
+def watchlist(obj: Context):
+    """Print the watchlist of controlled HS codes."""
+    from detector.reference import print_table
+
+    print_table("watchlist")
+
+
+@main.command()
+@click.pass_obj
+@friendly_errors
+def controls(obj: Context):
+    """Print the dated export-control events."""
+    from detector.reference import print_table
+
+    print_table("controls")
+
+
+def run() -> None:
+    main(prog_name="detector")
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -73,8 +73,11 @@ CREATE TABLE IF NOT EXISTS loads (
 );
 
 CREATE TABLE IF NOT EXISTS countries (
-    iso3 VARCHAR PRIMARY KEY, iso2 VARCHAR, m49 INTEGER, comtrade_code INTEGER, name VARCHAR
+    iso3 VARCHAR PRIMARY KEY, iso2 VARCHAR, m49 INTEGER, comtrade_code INTEGER, name VARCHAR,
+    census_code INTEGER
 );
+-- Comtrade partner codes that are not countries (World, areas nes, free zones, ...).
+CREATE TABLE IF NOT EXISTS comtrade_areas (comtrade_code INTEGER PRIMARY KEY, name VARCHAR, kind VARCHAR);
 CREATE TABLE IF NOT EXISTS watchlist (
     hs_prefix VARCHAR NOT NULL, commodity VARCHAR NOT NULL, controlling_country VARCHAR,
     description VARCHAR, note VARCHAR

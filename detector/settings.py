@@ -1,0 +1,82 @@
+"""One validated settings object: each detector's dataclass defaults, overridden by a TOML file.
+
+File layout (every key optional):
+
+    [detectors.third_country_surge]
+    min_z = 4.0
+
+Unknown sections or keys, and values of the wrong type, are rejected naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from detector.errors import ConfigError
+
+
+@dataclass
+class Settings:
+    detectors: dict[str, Any] = field(default_factory=dict)  # name -> settings dataclass instance
+
+    def for_detector(self, spec):
+        return self.detectors.get(spec.name) or spec.default_settings()
+
+    def as_json(self) -> str:
+        return json.dumps({k: dataclasses.asdict(v) for k, v in sorted(self.detectors.items())},
+                          sort_keys=True, default=str)
+
+
+def _check_type(key: str, value: Any, expected: Any) -> Any:
+    origin = getattr(expected, "__origin__", None)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin in (tuple, list):
+        if not isinstance(value, list):
+            raise ConfigError(f"setting '{key}' must be a list, got {type(value).__name__}")
+        (inner, *_) = getattr(expected, "__args__", (Any,))
+        items = [_check_type(f"{key}[]", v, inner) for v in value] if inner is not Ellipsis else value
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"setting '{key}' must be a table, got {type(value).__name__}")
+        return dict(value)
+    if isinstance(expected, type) and expected is not Any:
+        if expected is bool and not isinstance(value, bool) or (
+                expected is not bool and (isinstance(value, bool) or not isinstance(value, expected))):
+            raise ConfigError(f"setting '{key}' must be {expected.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def load_settings(path: str | Path | None, specs: dict) -> Settings:
+    settings = Settings()
+    if path is None:
+        return settings
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such settings file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(data) - {"detectors"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section '{sorted(unknown)[0]}' (known: detectors)")
+    for name, values in data.get("detectors", {}).items():
+        if name not in specs:
+            raise ConfigError(f"{path}: unknown detector '{name}' in [detectors.{name}]")
+        cls = specs[name].settings_class
+        hints = get_type_hints(cls)
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key '{key}' in [detectors.{name}] (known: {', '.join(sorted(known))})")
+            kwargs[key] = _check_type(f"detectors.{name}.{key}", value, hints[key])
+        settings.detectors[name] = cls(**kwargs)
+    return settings
