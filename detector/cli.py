@@ -84,24 +84,33 @@ def ingest_comtrade(obj: Context, paths):
 
 
 # ---------------------------------------------------------------- reference data
+def _print_reference(table: str, columns: list[str]) -> None:
+    import duckdb
+    from rich.console import Console
+    from rich.table import Table
+
+    from detector.reference import reference_sql
+
+    sql, params = reference_sql(table)
+    rows = duckdb.connect().execute(f"SELECT {', '.join(columns)} FROM ({sql})", params).fetchall()
+    out = Table(*columns, show_lines=False, title=f"{table} ({len(rows)} rows)")
+    for r in rows:
+        out.add_row(*("" if v is None else str(v) for v in r))
+    Console(width=max(100, Console().width)).print(out)
+
+
 @main.command()
-@click.pass_obj
 @friendly_errors
-def watchlist(obj: Context):
-    """Print the watchlist of controlled HS codes."""
-    from detector.reference import print_table
-
-    print_table("watchlist")
+def watchlist():
+    """Print the watchlist: HS prefixes of the controlled minerals."""
+    _print_reference("watchlist", ["hs_prefix", "commodity", "controlling_country", "description"])
 
 
 @main.command()
-@click.pass_obj
 @friendly_errors
-def controls(obj: Context):
+def controls():
     """Print the dated export-control events."""
-    from detector.reference import print_table
-
-    print_table("controls")
+    _print_reference("controls", ["date", "country", "instrument", "commodities", "targets", "kind", "until"])
 
 
 def run() -> None:
