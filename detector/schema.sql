@@ -82,6 +82,8 @@ CREATE TABLE IF NOT EXISTS watchlist (
     hs_prefix VARCHAR NOT NULL, commodity VARCHAR NOT NULL, controlling_country VARCHAR,
     description VARCHAR, note VARCHAR
 );
+-- Controlled code -> the uncontrolled code goods are misdeclared under (code_shift detector).
+CREATE TABLE IF NOT EXISTS code_shift_pairs (from_code VARCHAR NOT NULL, to_code VARCHAR NOT NULL, note VARCHAR);
 CREATE TABLE IF NOT EXISTS controls (
     date DATE NOT NULL, country VARCHAR NOT NULL, instrument VARCHAR, commodities VARCHAR,
     targets VARCHAR, kind VARCHAR NOT NULL, until DATE, note VARCHAR
@@ -120,3 +122,45 @@ CREATE TABLE IF NOT EXISTS alerts (
     lead_id     VARCHAR,   -- alerts on the same corridor-month share a lead
     lead_rank   INTEGER    -- rank of the lead in its period's list (1 = most suspicious)
 );
+
+-- Which source wins when several cover the same reporter, flow and month (reference/source_precedence.csv,
+-- refreshed on every load; lower rank wins, '*' = any source not listed).
+CREATE TABLE IF NOT EXISTS source_precedence (source VARCHAR PRIMARY KEY, rank INTEGER NOT NULL);
+
+-- Flows at HS6: national 8/10-digit lines summed to their 6-digit heading. Where a source gives both a
+-- code and its subdivisions (a Census HS6 total next to its HS10 lines), only the least detailed level
+-- is summed, so nothing counts twice. Weight is summed only when every line has one.
+CREATE OR REPLACE VIEW flows_hs6 AS
+WITH levelled AS (
+    SELECT *, substr(hs_code, 1, 6) AS hs6,
+           min(length(hs_code)) OVER (PARTITION BY source, period, freq, reporter, partner, partner2, flow,
+                                                   substr(hs_code, 1, 6)) AS top_level
+    FROM flows
+)
+SELECT source, period, freq, reporter, partner, partner2, flow, hs6 AS hs_code,
+       min(hs_revision) AS hs_revision,
+       sum(value_usd) AS value_usd,
+       CASE WHEN count(net_weight_kg) = count(*) THEN sum(net_weight_kg) END AS net_weight_kg,
+       count(*) AS lines
+FROM levelled
+WHERE length(hs_code) = top_level
+GROUP BY source, period, freq, reporter, partner, partner2, flow, hs6;
+
+-- One source per reporter, flow, month (and frequency): the best-ranked source with any row for it,
+-- so that two sources never add up for the same (reporter, partner, flow, hs6, period).
+CREATE OR REPLACE VIEW flows_preferred AS
+WITH covered AS (
+    SELECT DISTINCT source, reporter, flow, period, freq FROM flows
+),
+ranked AS (
+    SELECT c.*, row_number() OVER (
+               PARTITION BY c.reporter, c.flow, c.period, c.freq
+               ORDER BY coalesce(p.rank, d.rank, 1000), c.source) AS pick
+    FROM covered c
+    LEFT JOIN source_precedence p ON p.source = c.source
+    LEFT JOIN source_precedence d ON d.source = '*'
+)
+SELECT h.*
+FROM flows_hs6 h
+JOIN ranked r USING (source, reporter, flow, period, freq)
+WHERE r.pick = 1;

@@ -6,6 +6,7 @@ it was. DuckDB locks the file for a writing process; a second writer gets `Wareh
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,15 @@ def default_path() -> str:
 
 def _schema_sql() -> str:
     return resources.files("detector").joinpath("schema.sql").read_text()
+
+
+def _reference_digest() -> str:
+    digest = hashlib.sha256(_schema_sql().encode())
+    folder = resources.files("detector").joinpath("reference")
+    for item in sorted(folder.iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".csv"):
+            digest.update(item.name.encode() + item.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class Warehouse:
@@ -69,19 +79,17 @@ class Warehouse:
     def _ensure_schema(self) -> None:
         has_meta = self.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if not has_meta:
             if self.read_only:
                 raise DetectorError(f"{self.path}: empty warehouse; load data first (detector ingest ...)")
             with self.transaction():
                 self.con.execute(_schema_sql())
                 self.con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-                from detector.reference import load_reference
-
-                load_reference(self.con)
+                self._refresh_reference()
             return
-        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
+        rows = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        version = int(rows[0][0]) if rows else 0
         if version > SCHEMA_VERSION:
             raise WarehouseVersionError(
                 f"{self.path}: made by a newer version of detector (schema {version}, this one reads "
@@ -100,10 +108,23 @@ class Warehouse:
                     for statement in step:
                         self.con.execute(statement)
                 self.con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+        if not self.read_only:
+            rows = self.con.execute("SELECT value FROM meta WHERE key = 'reference_digest'").fetchall()
+            if not rows or rows[0][0] != _reference_digest():
+                with self.transaction():
+                    self.con.execute(_schema_sql())  # tables added since (all CREATE ... IF NOT EXISTS)
+                    self._refresh_reference()
+
+    def _refresh_reference(self) -> None:
+        """Load the package's reference CSVs; a new release's watchlist reaches old warehouses."""
+        from detector.reference import load_reference
+
+        load_reference(self.con)
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES ('reference_digest', ?)", [_reference_digest()])
 
     @property
     def schema_version(self) -> int:
-        return int(self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        return int(self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()[0][0])
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from detector.errors import InputError
+from detector.errors import DetectorError, InputError
 from detector.warehouse import Warehouse
 
 FLOW_KEY = ["source", "period", "reporter", "partner", "partner2", "flow", "hs_code"]
@@ -87,12 +87,14 @@ def sniff_encoding(path: Path) -> str:
     return "utf-8"
 
 
-def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, table: str = "staged_raw") -> list[str]:
-    """Read a CSV (plain or .gz) as text columns into a temp table; return its header.
+def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
+              table: str = "staged_raw") -> list[str]:
+    """Read a CSV (plain or .gz) as text columns into a temp table; return the file's header.
 
-    Rows the CSV parser cannot split are kept in the temp table `staged_broken(line, raw, reason)`.
-    The temp table gets a `row_no` column (1-based, file order: DuckDB streams an empty-OVER
-    row_number in scan order) for finding file lines later.
+    `choose_columns(header) -> list[str]` picks the columns to read (the CSV reader then skips
+    parsing the others, which matters for 47-column Comtrade files). Rows the parser cannot split
+    go to the temp table `staged_broken(line, raw, reason)`. The temp table gets a `row_no`
+    column (1-based, file order: DuckDB streams an empty-OVER row_number in scan order).
     """
     if not path.exists():
         raise InputError(path, "no such file")
@@ -102,18 +104,18 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, table: str = "staged_r
     encoding = sniff_encoding(path)
     for t in (table, "staged_broken"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
+    reader = """read_csv(?, all_varchar = true, header = true, encoding = ?, store_rejects = true,
+                         rejects_scan = 'staged_scan', rejects_table = 'staged_errors')"""
     try:
+        header = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}", [str(path), encoding]).fetchall()]
+        chosen = choose_columns(header) if choose_columns else header
+        select = "".join(f"{duckdb.ColumnExpression(c)}, " for c in chosen)
         con.execute(
-            f"""CREATE TEMP TABLE {table} AS
-                SELECT *, row_number() OVER () AS row_no
-                FROM read_csv(?, all_varchar = true, header = true, encoding = ?,
-                                       store_rejects = true, rejects_scan = 'staged_scan',
-                                       rejects_table = 'staged_errors', sample_size = -1)""",
+            f"CREATE TEMP TABLE {table} AS SELECT {select}row_number() OVER () AS row_no FROM {reader}",
             [str(path), encoding],
         )
     except duckdb.Error as exc:
         raise InputError(path, f"not a readable CSV file ({_first_line(exc)})") from None
-    header = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall() if r[0] != "row_no"]
     con.execute(
         """CREATE TEMP TABLE staged_broken AS
            SELECT line, min(csv_line) AS raw, min(error_type || ': ' || error_message) AS reason
@@ -122,6 +124,142 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, table: str = "staged_r
     con.execute("DROP TABLE IF EXISTS staged_errors")
     con.execute("DROP TABLE IF EXISTS staged_scan")
     return header
+
+
+def stage_parquet(con: duckdb.DuckDBPyConnection, path: Path, table: str = "staged_raw") -> list[str]:
+    """Read a Parquet file into the same text-column temp table `stage_csv` makes (no broken lines)."""
+    for t in (table, "staged_broken"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    try:
+        names = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
+        casts = ", ".join(f"CAST({duckdb.ColumnExpression(n)} AS VARCHAR) AS {duckdb.ColumnExpression(n)}"
+                          for n in names)
+        con.execute(
+            f"""CREATE TEMP TABLE {table} AS
+                SELECT {casts}, row_number() OVER () AS row_no FROM read_parquet(?)""",
+            [str(path)],
+        )
+    except duckdb.Error as exc:
+        raise InputError(path, f"not a readable Parquet file ({_first_line(exc)})") from None
+    con.execute("CREATE TEMP TABLE staged_broken (line BIGINT, raw VARCHAR, reason VARCHAR)")
+    return names
+
+
+def column_map(header: list[str], path: Path, columns: list[str], required: dict[str, list[str]],
+               what: str) -> dict[str, str]:
+    """Canonical column name -> SQL expression reading it (NULL when the file lacks it).
+
+    Names match case-insensitively; `required` lists, per need, names of which one must be
+    present, else the file is refused as "not {what}".
+    """
+    by_lower = {}
+    for name in header:
+        key = name.strip().lstrip("\ufeff").lower()
+        if key in by_lower:
+            raise InputError(path, f"duplicated header column '{name}'", line=1)
+        by_lower[key] = name
+    missing = [need for need, names in required.items() if not any(n.lower() in by_lower for n in names)]
+    if missing:
+        raise InputError(
+            path,
+            f"not {what}: no column for " + ", ".join(
+                f"{need} ({' or '.join(required[need])})" for need in missing),
+            line=1,
+        )
+    return {
+        name: (str(duckdb.ColumnExpression(by_lower[name.lower()])) if name.lower() in by_lower else "NULL")
+        for name in columns
+    }
+
+
+def raw_row_sql(header: list[str]) -> str:
+    """SQL rebuilding a staged row `s` as comma-joined text, for `rejects.raw`."""
+    cols = ", ".join(f"coalesce(s.{duckdb.ColumnExpression(c)}, '')" for c in header)
+    return f"concat_ws(',', {cols})"
+
+
+def hs_restored_sql(code: str) -> str:
+    """SQL for an HS code with the leading zero a spreadsheet dropped put back (5, 7 or 9 digits)."""
+    return (f"CASE WHEN regexp_full_match({code}, '\\d{{5}}|\\d{{7}}|\\d{{9}}') "
+            f"THEN '0' || {code} ELSE {code} END")
+
+
+def hs_fixed_sql(code: str) -> str:
+    return f"coalesce(regexp_full_match({code}, '\\d{{5}}|\\d{{7}}|\\d{{9}}'), false)"
+
+
+# First year of each HS revision: national tariffs (CN, HTS) switch on 1 January of that year.
+HS_REVISION_YEARS = {2022: "HS2022", 2017: "HS2017", 2012: "HS2012", 2007: "HS2007", 2002: "HS2002",
+                     1996: "HS1996", 1988: "HS1992"}
+
+
+def hs_revision_sql(year: str) -> str:
+    """SQL naming the HS revision in force in `year` (an integer expression)."""
+    whens = " ".join(f"WHEN {year} >= {y} THEN '{rev}'" for y, rev in HS_REVISION_YEARS.items())
+    return f"CASE {whens} END"
+
+
+# CASE branches every flow loader ends with: HS code shape, then value, weight and quantity.
+# Needs the columns hs_code, value_usd, value_txt, net_weight_kg, weight_txt, quantity, qty_txt.
+MEASURE_CHECKS_SQL = """
+         WHEN coalesce(hs_code, '') = '' THEN 'missing HS code'
+         WHEN NOT regexp_full_match(hs_code, '\\d+') THEN 'HS code ''' || hs_code || ''' is not numeric'
+         WHEN length(hs_code) NOT IN (6, 8, 10)
+              THEN 'wrong HS length: ''' || hs_code || ''' has ' || length(hs_code) || ' digits (need 6, 8 or 10)'
+         WHEN value_txt IS NULL THEN 'missing value'
+         WHEN value_usd IS NULL OR NOT isfinite(value_usd) THEN 'non-numeric value ''' || value_txt || ''''
+         WHEN value_usd < 0 THEN 'negative value ' || CAST(value_usd AS VARCHAR)
+         WHEN weight_txt IS NOT NULL AND (net_weight_kg IS NULL OR NOT isfinite(net_weight_kg))
+              THEN 'non-numeric net weight ''' || weight_txt || ''''
+         WHEN net_weight_kg < 0 THEN 'negative net weight ' || CAST(net_weight_kg AS VARCHAR)
+         WHEN qty_txt IS NOT NULL AND (quantity IS NULL OR NOT isfinite(quantity))
+              THEN 'non-numeric quantity ''' || qty_txt || ''''
+         WHEN quantity < 0 THEN 'negative quantity ' || CAST(quantity AS VARCHAR)"""
+
+
+def load_eur_usd(con: duckdb.DuckDBPyConnection, rates: str | Path | None = None) -> None:
+    """Monthly EUR->USD rates into temp table `eur_usd(month DATE, usd_per_eur DOUBLE)`.
+
+    Default: the shipped `reference/eur_usd_monthly.csv` (monthly averages of the ECB euro
+    reference rate); `rates` overrides it with a CSV of the same two columns (month as YYYY-MM).
+    """
+    from detector.reference import reference_path
+
+    path = Path(rates) if rates else reference_path("eur_usd_monthly.csv")
+    if not path.is_file():
+        raise InputError(path, "no such file (EUR/USD rate table)")
+    try:
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE eur_usd AS
+               SELECT CAST(strptime(trim(month), '%Y-%m') AS DATE) AS month,
+                      CAST(usd_per_eur AS DOUBLE) AS usd_per_eur
+               FROM read_csv(?, header = true, comment = '#', all_varchar = true)""",
+            [str(path)],
+        )
+        repeated, not_positive = con.execute(
+            "SELECT count(*) - count(DISTINCT month), count(*) FILTER (WHERE NOT usd_per_eur > 0) FROM eur_usd"
+        ).fetchone()
+    except duckdb.Error as exc:
+        raise InputError(path, f"not a month,usd_per_eur rate table ({_first_line(exc)})") from None
+    if repeated or not_positive:
+        raise InputError(path, "rate table has a repeated month or a rate that is not positive")
+
+
+def sync_source_precedence(con: duckdb.DuckDBPyConnection) -> None:
+    """Refresh `source_precedence` (read by the flows_preferred view) from reference/source_precedence.csv."""
+    from detector.reference import reference_path
+
+    path = reference_path("source_precedence.csv")
+    try:
+        con.execute("DELETE FROM source_precedence")
+        con.execute(
+            """INSERT INTO source_precedence
+               SELECT trim(source), CAST(rank AS INTEGER)
+               FROM read_csv(?, header = true, comment = '#', all_varchar = true)""",
+            [str(path)],
+        )
+    except duckdb.Error as exc:
+        raise DetectorError(f"{path}: cannot load source precedence ({_first_line(exc)})") from None
 
 
 def _first_line(exc: Exception) -> str:
@@ -189,6 +327,63 @@ def record_rejects(con: duckdb.DuckDBPyConnection, summary: LoadSummary, path: P
     summary.rows_rejected = sum(summary.reasons.values())
 
 
+# Who published what: every parsed row with a valid reporter, flow and period counts, aggregates included.
+REPORTING_SQL = """
+INSERT INTO reporting (source, reporter, flow, period, freq, load_id)
+SELECT DISTINCT ?, p.reporter, p.{flow}, p.period, p.freq, ?
+FROM parsed p
+WHERE p.reporter IS NOT NULL AND p.period IS NOT NULL AND p.{flow} IN ('M', 'X', 'RM', 'RX')
+  AND NOT EXISTS (SELECT 1 FROM reporting r WHERE r.source = ? AND r.reporter = p.reporter
+                  AND r.flow = p.{flow} AND r.period = p.period AND r.freq = p.freq)
+"""
+
+
+def record_reporting(con: duckdb.DuckDBPyConnection, source: str, load_id: str, flow: str = "flow") -> None:
+    """Mark (reporter, flow, period) as published, from the temp table `parsed`."""
+    con.execute(REPORTING_SQL.format(flow=flow), [source, load_id, source])
+
+
+# Rows of one key that are parts of one flow (Comext lines per statistical procedure) summed into it.
+SUMMED_CANDIDATES_SQL = """
+SELECT period, freq, reporter, partner, partner2, flow, hs_code, min(hs_revision) AS hs_revision,
+       sum(value_usd) AS value_usd,
+       CASE WHEN count(net_weight_kg) = count(*) THEN sum(net_weight_kg) END AS net_weight_kg,
+       CASE WHEN count(quantity) = count(*) AND count(DISTINCT quantity_unit) <= 1 THEN sum(quantity) END AS quantity,
+       CASE WHEN count(DISTINCT quantity_unit) = 1 THEN min(quantity_unit) END AS quantity_unit,
+       min(row_no) AS row_no
+FROM parsed WHERE reject_reason IS NULL
+GROUP BY period, freq, reporter, partner, partner2, flow, hs_code
+"""
+
+
+def finish_flows(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary, header: list[str],
+                 sum_parts: bool = False) -> None:
+    """The common tail of a flow loader, from a temp table `parsed` holding row_no, the FLOW_COLUMNS
+    but source and load_id, reject_reason and hs_fixed: set rejects aside, write flows, record reporting.
+
+    `sum_parts`: valid rows sharing a flows key are parts of one flow (a breakdown the source gives
+    and flows does not keep) and are summed; otherwise the second one is a duplicate.
+    """
+    summary.rows_read = con.execute("SELECT count(*) FROM parsed").fetchone()[0] + con.execute(
+        "SELECT count(*) FROM staged_broken").fetchone()[0]
+    cols = ", ".join(c for c in FLOW_COLUMNS if c not in ("source", "load_id"))
+    rows = f"({SUMMED_CANDIDATES_SQL})" if sum_parts else "(SELECT * FROM parsed WHERE reject_reason IS NULL)"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE candidates AS
+            SELECT CAST(? AS VARCHAR) AS source, {cols}, CAST(? AS VARCHAR) AS load_id, row_no
+            FROM {rows} valid""",
+        [summary.source, summary.load_id],
+    )
+    con.execute("INSERT INTO staged_rejects SELECT row_no, reject_reason FROM parsed WHERE reject_reason IS NOT NULL")
+    summary.aggregates = con.execute(
+        "SELECT count(*) FROM parsed WHERE reject_reason LIKE 'partner is %aggregate%'").fetchone()[0]
+    summary.fixed_codes = con.execute(
+        "SELECT count(*) FROM parsed WHERE reject_reason IS NULL AND hs_fixed").fetchone()[0]
+    write_flows(con, summary, "candidates")
+    record_reporting(con, summary.source, summary.load_id)
+    record_rejects(con, summary, path, raw_row_sql(header))
+
+
 def record_load(con: duckdb.DuckDBPyConnection, summary: LoadSummary, path: Path, digest: str) -> None:
     con.execute(
         "INSERT INTO loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -214,9 +409,10 @@ def load_files(wh: Warehouse, paths, source: str, load_one) -> list[LoadSummary]
             continue
         with wh.transaction() as con:
             con.execute("CREATE OR REPLACE TEMP TABLE staged_rejects (row_no BIGINT, reason VARCHAR)")
+            sync_source_precedence(con)
             load_one(con, path, summary)
             record_load(con, summary, path, digest)
-        for t in ("staged_raw", "staged_broken", "staged_rejects", "ranked", "candidates"):
+        for t in ("staged_raw", "staged_broken", "staged_rejects", "ranked", "candidates", "parsed"):
             wh.con.execute(f"DROP TABLE IF EXISTS {t}")
         summary.seconds = time.perf_counter() - started
         summaries.append(summary)

@@ -19,8 +19,16 @@ from pathlib import Path
 
 import duckdb
 
-from detector.errors import InputError
-from detector.ingest.common import LoadSummary, load_files, record_rejects, stage_csv, write_flows
+from detector.ingest.common import (
+    LoadSummary,
+    column_map,
+    load_files,
+    raw_row_sql,
+    record_rejects,
+    record_reporting,
+    stage_csv,
+    write_flows,
+)
 from detector.warehouse import Warehouse
 
 SOURCE = "comtrade"
@@ -181,47 +189,23 @@ FROM parsed
 WHERE reject_reason IS NULL
 """
 
-# Who published what: every row with a valid reporter, flow and period counts, World rows included.
-REPORTING_SQL = """
-INSERT INTO reporting (source, reporter, flow, period, freq, load_id)
-SELECT DISTINCT 'comtrade', p.reporter, p.flow_code, p.period, p.freq, ?
-FROM parsed p
-WHERE p.reporter IS NOT NULL AND p.period IS NOT NULL AND p.flow_code IN ('M', 'X', 'RM', 'RX')
-  AND NOT EXISTS (SELECT 1 FROM reporting r WHERE r.source = 'comtrade' AND r.reporter = p.reporter
-                  AND r.flow = p.flow_code AND r.period = p.period AND r.freq = p.freq)
-"""
+# The columns this loader reads; the CSV reader skips parsing the others of the 47.
+USED_COLUMNS = [
+    "freqCode", "period", "refPeriodId", "refYear", "refMonth", "reporterCode", "reporterISO", "partnerCode",
+    "partnerISO", "partner2Code", "partner2ISO", "flowCode", "cmdCode", "classificationCode", "customsCode",
+    "motCode", "cifvalue", "fobvalue", "primaryValue", "netWgt", "qty", "qtyUnitAbbr",
+]
 
 
-def _column_map(header: list[str], path: Path) -> dict[str, str]:
-    """Canonical Comtrade name -> SQL expression reading it (NULL when the file lacks it)."""
-    by_lower = {}
-    for name in header:
-        key = name.strip().lstrip("\ufeff").lower()
-        if key in by_lower:
-            raise InputError(path, f"duplicated header column '{name}'", line=1)
-        by_lower[key] = name
-    missing = [what for what, names in REQUIRED.items() if not any(n.lower() in by_lower for n in names)]
-    if missing:
-        raise InputError(
-            path,
-            "not a UN Comtrade file: no column for " + ", ".join(
-                f"{what} ({' or '.join(REQUIRED[what])})" for what in missing),
-            line=1,
-        )
-    return {
-        name: (duckdb.ColumnExpression(by_lower[name.lower()]).__str__() if name.lower() in by_lower else "NULL")
-        for name in COMTRADE_COLUMNS
-    }
-
-
-def _raw_row_sql(header: list[str]) -> str:
-    cols = ", ".join(f"coalesce(s.{duckdb.ColumnExpression(c)}, '')" for c in header)
-    return f"concat_ws(',', {cols})"
+def _read_columns(header: list[str]) -> list[str]:
+    """The file's own names of the used columns, in file order."""
+    wanted = {c.lower() for c in USED_COLUMNS}
+    return [h for h in header if h.strip().lstrip("\ufeff").lower() in wanted]
 
 
 def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
-    header = stage_csv(con, path)
-    columns = _column_map(header, path)
+    header = stage_csv(con, path, _read_columns)
+    columns = column_map(header, path, USED_COLUMNS, REQUIRED, "a UN Comtrade file")
     con.execute(PARSE_SQL.format(**columns))
     summary.rows_read = con.execute("SELECT count(*) FROM parsed").fetchone()[0] + con.execute(
         "SELECT count(*) FROM staged_broken").fetchone()[0]
@@ -233,8 +217,8 @@ def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) 
     summary.fixed_codes = con.execute(
         "SELECT count(*) FROM parsed WHERE reject_reason IS NULL AND hs_fixed").fetchone()[0]
     write_flows(con, summary, "candidates")
-    con.execute(REPORTING_SQL, [summary.load_id])
-    record_rejects(con, summary, path, _raw_row_sql(header))
+    record_reporting(con, SOURCE, summary.load_id, flow="flow_code")
+    record_rejects(con, summary, path, raw_row_sql(_read_columns(header)))
 
 
 def load_comtrade(wh: Warehouse, paths) -> list[LoadSummary]:

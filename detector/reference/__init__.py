@@ -26,6 +26,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "hs_prefix": "VARCHAR", "commodity": "VARCHAR", "controlling_country": "VARCHAR",
         "description": "VARCHAR", "note": "VARCHAR",
     },
+    "code_shift_pairs": {"from_code": "VARCHAR", "to_code": "VARCHAR", "note": "VARCHAR"},
     "controls": {
         "date": "DATE", "country": "VARCHAR", "instrument": "VARCHAR", "commodities": "VARCHAR",
         "targets": "VARCHAR", "kind": "VARCHAR", "until": "DATE", "note": "VARCHAR",
