@@ -83,6 +83,65 @@ def ingest_comtrade(obj: Context, paths):
         _print_summaries(load_comtrade(wh, paths))
 
 
+# ---------------------------------------------------------------- detectors
+def _settings(obj: Context):
+    from detector.detectors import registry
+    from detector.settings import load_settings
+
+    return load_settings(obj.config, registry.all_detectors())
+
+
+def _window(start: str | None, end: str | None, wh):
+    from detector.detectors.base import Window
+    from detector.runner import default_window, parse_month
+
+    if not start and not end:
+        return None
+    default = default_window(wh)
+    return Window(parse_month(start, "--from") if start else default.start,
+                  parse_month(end, "--to") if end else default.end)
+
+
+@main.command()
+@click.pass_obj
+@friendly_errors
+def detectors(obj: Context):
+    """List the detectors with their description and settings (defaults)."""
+    from detector.detectors import registry
+
+    settings = _settings(obj)
+    for spec in registry.all_detectors().values():
+        click.echo(f"{spec.name} (v{spec.version}): {spec.description}")
+        current = settings.for_detector(spec)
+        for name, default, doc in spec.settings_docs():
+            value = getattr(current, name)
+            shown = f"{value!r}" + ("" if value == default else f" (default {default!r})")
+            click.echo(f"    {name} = {shown}  # {doc}")
+
+
+@main.command("run")
+@click.option("--from", "start", metavar="YYYY-MM", help="First month to score (default: first with a year of history).")
+@click.option("--to", "end", metavar="YYYY-MM", help="Last month to score (default: latest loaded).")
+@click.option("--detector", "names", multiple=True, help="Run only this detector (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Also write Parquet here.")
+@click.pass_obj
+@friendly_errors
+def run_cmd(obj: Context, start, end, names, out):
+    """Run the detectors over a window of months and store their alerts."""
+    from detector.runner import run_detectors
+
+    settings = _settings(obj)
+    with obj.open() as wh:
+        result = run_detectors(wh, _window(start, end, wh), list(names) or None, settings)
+        for line in result.lines():
+            click.echo(line)
+        if out:
+            from detector.export import export_parquet
+
+            written = export_parquet(wh, out, periods=None)
+            click.echo(f"Parquet written under {out} ({written})")
+
+
 # ---------------------------------------------------------------- reference data
 def _print_reference(table: str, columns: list[str]) -> None:
     import duckdb

@@ -1,0 +1,54 @@
+"""Small helpers the detector modules share (SQL execution, explanation formatting)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.baselines import prepare
+from detector.detectors.base import Window
+from detector.warehouse import Warehouse
+
+# A mapping of ISO3 to short country names, read once per connection for explanations.
+NAMES_SQL = "SELECT iso3, name FROM countries"
+
+
+def query(wh: Warehouse, window: Window, sql: str, params: dict | None = None,
+          all_codes: bool = False) -> pl.DataFrame:
+    """Run one detector query over the shared baselines; `$start`/`$end` are the window."""
+    prepare(wh, window, all_codes=all_codes)
+    args = {"start": window.start, "end": window.end, **(params or {})}
+    used = {k: v for k, v in args.items() if f"${k}" in sql}
+    return wh.con.sql(sql, params=used).pl()
+
+
+def usd(expr: pl.Expr) -> pl.Expr:
+    """USD 4.1M / 350k / 900 as text, for explanations."""
+    return (pl.when(expr.abs() >= 1e9).then(pl.format("USD {}B", (expr / 1e9).round(1)))
+            .when(expr.abs() >= 1e6).then(pl.format("USD {}M", (expr / 1e6).round(1)))
+            .when(expr.abs() >= 1e3).then(pl.format("USD {}k", (expr / 1e3).round(0).cast(pl.Int64)))
+            .otherwise(pl.format("USD {}", expr.round(0).cast(pl.Int64))))
+
+
+def times(expr: pl.Expr) -> pl.Expr:
+    return pl.format("{}x", expr.round(1))
+
+
+def pct(expr: pl.Expr) -> pl.Expr:
+    return pl.format("{}%", (expr * 100).round(0).cast(pl.Int64))
+
+
+def month(expr: pl.Expr) -> pl.Expr:
+    return expr.dt.strftime("%Y-%m")
+
+
+def country_names(wh: Warehouse) -> dict[str, str]:
+    return dict(wh.con.execute(NAMES_SQL).fetchall())
+
+
+def name_of(expr: pl.Expr, names: dict[str, str]) -> pl.Expr:
+    return expr.replace_strict(names, default=expr, return_dtype=pl.String)
+
+
+def evidence_json(*cols: str) -> pl.Expr:
+    """Evidence JSON from named columns (numbers rounded to 4 significant places by the encoder)."""
+    return pl.struct([pl.col(c) for c in cols]).struct.json_encode()

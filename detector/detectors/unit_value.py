@@ -1,0 +1,97 @@
+"""Declared USD/kg far from the commodity's world price that month and from the corridor's history.
+
+The world price is the median unit value over every corridor of the code that month, so a
+world-wide price move shifts the reference with it and is not an anomaly. A corridor is flagged
+when its unit value relative to that world price leaves both the cross-section (far from the
+world price) and its own usual relative level (robust z against its trailing year).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from detector import scoring
+from detector.detectors._common import country_names, evidence_json, month, name_of, pct, query, usd
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+
+SQL = """
+WITH priced AS (
+    SELECT hs_code, exporter, importer, period, side, usd, kg_row AS kg, usd / kg_row AS unit_value
+    FROM corridor_months
+    WHERE usd >= $min_row_usd AND kg_row > 0
+),
+world AS (
+    SELECT hs_code, period, median(unit_value) AS world_uv, count(*) AS n_corridors
+    FROM priced GROUP BY ALL
+),
+relative AS (
+    SELECT p.*, w.world_uv, w.n_corridors, ln(p.unit_value / w.world_uv) AS rel
+    FROM priced p JOIN world w USING (hs_code, period)
+),
+judged AS (
+    SELECT *,
+           median(rel) OVER w AS rel_med, mad(rel) OVER w AS rel_mad, count(rel) OVER w AS n_hist
+    FROM relative
+    WINDOW w AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 12 PRECEDING AND 1 PRECEDING)
+)
+SELECT j.*, sc.commodity, sc.controlling_country,
+       (j.rel - j.rel_med) / (1.4826 * greatest(j.rel_mad, 0.1)) AS z_hist
+FROM judged j JOIN scope_codes sc USING (hs_code)
+WHERE j.period BETWEEN $start AND $end AND sc.commodity IS NOT NULL
+  AND j.n_hist >= $min_history AND j.n_corridors >= $min_corridors
+  AND abs(j.rel) >= ln($min_world_ratio)
+"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    min_world_ratio: float = field(default=2.0, metadata={"doc": "unit value at most 1/x or at least x times the world price"})
+    min_z: float = field(default=4.0, metadata={"doc": "robust z of the relative unit value against the corridor's year"})
+    min_row_usd: float = field(default=20_000.0, metadata={"doc": "ignore corridor-months smaller than this"})
+    min_corridors: int = field(default=5, metadata={"doc": "corridors needed to call a median the world price"})
+    min_history: int = field(default=6, metadata={"doc": "earlier priced months of the corridor"})
+
+
+def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
+    df = query(wh, window, SQL, {k: getattr(settings, k) for k in (
+        "min_world_ratio", "min_row_usd", "min_corridors", "min_history")})
+    df = df.filter(pl.col("z_hist").abs() >= settings.min_z)
+    if df.height == 0:
+        return empty_output()
+    names = country_names(wh)
+    under = pl.col("rel") < 0
+    df = df.with_columns(
+        (pl.col("world_uv") * pl.col("kg")).alias("value_at_world_price"),
+        (pl.col("unit_value") / pl.col("world_uv")).alias("price_ratio"),
+    ).with_columns((pl.col("value_at_world_price") - pl.col("usd")).abs().alias("value_gap"))
+    # Undervaluing a controlled mineral hides it (or its duty); overvaluation is shown at lower weight.
+    context = pl.when(under).then(1.0).otherwise(0.6)
+    exp_, imp = name_of(pl.col("exporter"), names), name_of(pl.col("importer"), names)
+    df = df.with_columns(
+        (scoring.evidence(pl.col("z_hist").abs()) * scoring.size(pl.col("value_gap")) * context).clip(0, 1).alias("score"),
+        pl.lit("unit_value").alias("detector"),
+        pl.col("importer").alias("destination"),
+        pl.when(pl.col("side") == "M").then(pl.col("importer")).otherwise(pl.col("exporter")).alias("reporter"),
+        pl.when(pl.col("side") == "M").then(pl.col("exporter")).otherwise(pl.col("importer")).alias("partner"),
+        pl.col("usd").alias("observed"), pl.col("value_at_world_price").alias("expected"),
+        pl.format("{} (HS {}) from {} to {} in {} was declared at USD {}/kg, {} of that month's world price of "
+                  "USD {}/kg (robust z {} against the route's own history); {} at the world price would be {}.",
+                  pl.col("commodity"), pl.col("hs_code"), exp_, imp, month(pl.col("period")),
+                  pl.col("unit_value").round(2), pct(pl.col("price_ratio")), pl.col("world_uv").round(2),
+                  pl.col("z_hist").round(1), pl.format("{} kg", pl.col("kg").round(0).cast(pl.Int64)),
+                  usd(pl.col("value_at_world_price"))).alias("explanation"),
+        evidence_json("unit_value", "world_uv", "price_ratio", "rel", "rel_med", "rel_mad", "z_hist", "kg", "usd",
+                      "value_gap", "n_corridors").alias("evidence"),
+    )
+    return conform(df)
+
+
+SPEC = DetectorSpec(
+    name="unit_value",
+    description="USD/kg far from the commodity's world price that month and from the route's own history.",
+    version="1.0",
+    settings_class=Settings,
+    detect=detect,
+)

@@ -1,0 +1,100 @@
+"""Run detectors over a window of months and store their alerts (one transaction per run)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+import polars as pl
+
+from detector import scoring
+from detector.baselines import months_back
+from detector.detectors import registry
+from detector.detectors.base import ALERT_SCHEMA, Window, conform
+from detector.errors import DetectorError
+from detector.settings import Settings
+from detector.warehouse import Warehouse
+
+MIN_HISTORY_MONTHS = 12  # a month is scored once this many months of data precede it
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    window: Window
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    alerts: pl.DataFrame | None = None
+
+    def lines(self) -> list[str]:
+        out = [f"run {self.run_id}: {self.window.start:%Y-%m} .. {self.window.end:%Y-%m}"]
+        for name, n in self.counts.items():
+            out.append(f"  {name:<22} {n:>6,} alerts  {self.seconds.get(name, 0):6.2f}s")
+        total = sum(self.counts.values())
+        leads = 0 if self.alerts is None or self.alerts.height == 0 else self.alerts["lead_id"].n_unique()
+        out.append(f"  {'total':<22} {total:>6,} alerts in {leads:,} leads, {sum(self.seconds.values()):.2f}s")
+        return out
+
+
+def parse_month(text: str, what: str = "month") -> date:
+    try:
+        year, month = text.split("-")[:2]
+        return date(int(year), int(month), 1)
+    except (ValueError, AttributeError):
+        raise DetectorError(f"{what} '{text}' is not a month like 2025-03") from None
+
+
+def default_window(wh: Warehouse) -> Window:
+    """Every month with at least a year of data before it, up to the latest month loaded."""
+    first, last = wh.con.execute(
+        "SELECT min(period), max(period) FROM flows WHERE freq = 'M'").fetchone()
+    if first is None:
+        raise DetectorError(f"{wh.path}: no monthly flows loaded yet; run detector ingest first")
+    start = months_back(first, -MIN_HISTORY_MONTHS)
+    if start > last:
+        raise DetectorError(
+            f"{wh.path}: only {first:%Y-%m}..{last:%Y-%m} loaded; detectors need {MIN_HISTORY_MONTHS} months of history")
+    return Window(start, last)
+
+
+def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] | None = None,
+                  settings: Settings | None = None) -> RunResult:
+    specs = registry.all_detectors()
+    chosen = [registry.get(n) for n in names] if names else list(specs.values())
+    settings = settings or Settings()
+    window = window or default_window(wh)
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    result = RunResult(run_id=f"run-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", window=window)
+    frames = []
+    for spec in chosen:
+        t0 = time.perf_counter()
+        df = conform(spec.detect(wh, window, settings.for_detector(spec)))
+        df = df.filter(pl.col("period").is_between(window.start, window.end))
+        result.seconds[spec.name] = time.perf_counter() - t0
+        result.counts[spec.name] = df.height
+        frames.append(df)
+    alerts = scoring.with_ids_and_leads(pl.concat(frames)) if frames else pl.DataFrame(schema=ALERT_SCHEMA)
+    alerts = alerts.with_columns(pl.lit(result.run_id).alias("run_id")).select(list(ALERT_SCHEMA))
+    result.alerts = alerts
+    _store(wh, result, chosen, settings, started)
+    return result
+
+
+def _store(wh: Warehouse, result: RunResult, chosen, settings: Settings, started: datetime) -> None:
+    """Replace the alerts of the detectors run for the window's months, and record the run."""
+    detectors = [s.name for s in chosen]
+    with wh.transaction() as con:
+        con.execute("DELETE FROM alerts WHERE period BETWEEN ? AND ? AND list_contains(?, detector)",
+                    [result.window.start, result.window.end, detectors])
+        con.register("alerts_frame", result.alerts)
+        con.execute(f"INSERT INTO alerts ({', '.join(ALERT_SCHEMA)}) SELECT {', '.join(ALERT_SCHEMA)} FROM alerts_frame")
+        con.unregister("alerts_frame")
+        con.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'complete')",
+            [result.run_id, started, datetime.now(timezone.utc).replace(tzinfo=None), result.window.start,
+             result.window.end, settings.as_json(),
+             json.dumps({s.name: s.version for s in chosen}), json.dumps(result.counts)],
+        )
