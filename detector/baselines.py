@@ -24,10 +24,10 @@ HISTORY_MONTHS = 36  # how far before the window the baselines look
 CORRIDOR_MONTHS_SQL = """
 CREATE OR REPLACE TEMP TABLE corridor_months AS
 WITH bridged AS (   -- older HS revisions' codes carried onto their HS2022 successor
-    SELECT coalesce(b.to_code, left(f.hs_code, 6)) AS hs_code, f.period, f.reporter, f.partner, f.flow,
+    SELECT coalesce(b.to_code, f.hs_code) AS hs_code, f.period, f.reporter, f.partner, f.flow,
            f.value_usd, f.net_weight_kg
-    FROM flows f
-    LEFT JOIN hs_bridge b ON b.from_code = left(f.hs_code, 6) AND f.hs_revision IS DISTINCT FROM 'HS2022'
+    FROM flows_preferred f   -- one source per reporter and month, codes rolled up to HS6
+    LEFT JOIN hs_bridge b ON b.from_code = f.hs_code AND f.hs_revision IS DISTINCT FROM 'HS2022'
     WHERE f.freq = 'M' AND f.flow IN ('M', 'X') AND f.period BETWEEN $lo AND $hi
 ),
 monthly AS (
@@ -102,7 +102,7 @@ trailing_stats AS (
            median(usd)     OVER w12 AS usd_med,
            median(kg_row)  OVER w12 AS kg_med,
            median(kg_row)  OVER w_prior AS kg_med_prior_year,
-           avg(kg_row)     OVER w_last_year AS kg_last_year,
+           max(kg_row)     OVER w_last_year AS kg_last_year,
            median(usd)     OVER w_prior AS usd_med_prior_year,
            max(usd)        OVER w_all  AS usd_max_before,
            sum(usd)        OVER w_all  AS usd_sum_before,
@@ -111,7 +111,7 @@ trailing_stats AS (
            avg(usd)        OVER w3 AS usd_avg3,
            avg(kg_row)     OVER w3 AS kg_avg3,
            count(usd)      OVER w3 AS n3,
-           avg(usd)        OVER w_last_year AS usd_last_year
+           max(usd)        OVER w_last_year AS usd_last_year
     FROM logs
     WINDOW w12 AS (PARTITION BY {key}, exporter, importer ORDER BY period
                    ROWS BETWEEN 12 PRECEDING AND 1 PRECEDING),

@@ -83,6 +83,60 @@ def ingest_comtrade(obj: Context, paths):
         _print_summaries(load_comtrade(wh, paths))
 
 
+@ingest.command("baci")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--country-codes", type=click.Path(dir_okay=False, path_type=Path),
+              help="BACI country_codes_V*.csv (default: the one next to the data file, else built in).")
+@click.pass_obj
+@friendly_errors
+def ingest_baci(obj: Context, paths, country_codes):
+    """Load CEPII BACI annual files (t,i,j,k,v,q)."""
+    from detector.ingest.baci import load_baci
+
+    with obj.open() as wh:
+        _print_summaries(load_baci(wh, paths, country_codes=country_codes))
+
+
+@ingest.command("census")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_obj
+@friendly_errors
+def ingest_census(obj: Context, paths):
+    """Load US Census international-trade API responses (JSON or CSV, imports or exports)."""
+    from detector.ingest.census import load_census
+
+    with obj.open() as wh:
+        _print_summaries(load_census(wh, paths))
+
+
+@ingest.command("comext")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--rates", type=click.Path(dir_okay=False, path_type=Path),
+              help="Monthly EUR/USD rates CSV (month,usd_per_eur) overriding the shipped table.")
+@click.pass_obj
+@friendly_errors
+def ingest_comext(obj: Context, paths, rates):
+    """Load Eurostat Comext monthly bulk files (values converted from EUR to USD)."""
+    from detector.ingest.comext import load_comext
+
+    with obj.open() as wh:
+        _print_summaries(load_comext(wh, paths, rates=rates))
+
+
+@ingest.command("flows")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--mapping", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML mapping of the table's columns, codes and units onto flows.")
+@click.pass_obj
+@friendly_errors
+def ingest_flows(obj: Context, paths, mapping):
+    """Load any trade-flow table (CSV or Parquet) through a column mapping."""
+    from detector.ingest.mapped import load_mapped
+
+    with obj.open() as wh:
+        _print_summaries(load_mapped(wh, paths, mapping))
+
+
 # ---------------------------------------------------------------- detectors
 def _settings(obj: Context):
     from detector.detectors import registry
@@ -140,6 +194,96 @@ def run_cmd(obj: Context, start, end, names, out):
 
             written = export_parquet(wh, out, periods=None)
             click.echo(f"Parquet written under {out} ({written})")
+
+
+# ---------------------------------------------------------------- reports and exports
+@main.command()
+@click.option("--period", metavar="YYYY-MM", help="One month.")
+@click.option("--from", "start", metavar="YYYY-MM", help="First month.")
+@click.option("--to", "end", metavar="YYYY-MM", help="Last month.")
+@click.option("--format", "fmt", default="text", show_default=True,
+              type=click.Choice(["text", "markdown", "html", "json", "csv"]))
+@click.option("--top", type=int, default=20, show_default=True, help="Leads to show (0 = all).")
+@click.option("--commodity", help="Only this commodity (e.g. antimony).")
+@click.option("--destination", metavar="ISO3", help="Only leads towards this country.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file.")
+@click.pass_obj
+@friendly_errors
+def report(obj: Context, period, start, end, fmt, top, commodity, destination, output):
+    """The compliance report: ranked leads with their explanation (and charts in HTML)."""
+    from detector.reports import render_report
+
+    if period and (start or end):
+        raise click.UsageError("give either --period or --from/--to")
+    with obj.open(read_only=True) as wh:
+        text = render_report(wh, fmt, output=output, period=period, start=start, end=end,
+                             top=top or None, commodity=commodity, destination=destination)
+    if output:
+        click.echo(f"report written to {output}")
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (alerts/, flows/, series/ partitioned by period).")
+@click.pass_obj
+@friendly_errors
+def export(obj: Context, out):
+    """Write Hive-partitioned Parquet for BI tools."""
+    from detector.export import export_parquet
+
+    with obj.open(read_only=True) as wh:
+        result = export_parquet(wh, out)
+    for name, info in result.get("datasets", {}).items():
+        click.echo(f"{out}/{name}: {info}")
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same bytes).")
+@click.option("--from", "start", default="2021-01", show_default=True, metavar="YYYY-MM")
+@click.option("--to", "end", default="2025-12", show_default=True, metavar="YYYY-MM")
+@friendly_errors
+def sample(out, seed, start, end):
+    """Write the synthetic sample world (Comtrade CSV) and its labelled cases.json."""
+    from detector.sample import generate_world
+
+    result = generate_world(out, seed=seed, start=start, end=end)
+    for name, path in result["paths"].items():
+        click.echo(f"{name}: {path}")
+    click.echo(f"{result['rows']:,} rows, {result['reporters']} reporters, {result['corridors']:,} corridors, "
+               f"{result['months']} months, {result['cases']} cases, {result['decoys']} decoys (seed {seed})")
+
+
+@main.command()
+@click.option("--cases", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="cases.json from `detector sample`, or a CSV origin,via,destination,hs_prefix,start,end.")
+@click.option("--top", "top_k", default=25, show_default=True, help="K of recall@K and precision@K.")
+@click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]), show_default=True)
+@click.pass_obj
+@friendly_errors
+def evaluate(obj: Context, cases, top_k, fmt):
+    """Score the stored alerts against known cases: recall@K, precision@K, decoys in the top K."""
+    from detector.evaluate import evaluate as score_cases
+    from detector.evaluate import format_evaluation, load_cases
+
+    with obj.open(read_only=True) as wh:
+        alerts = wh.con.sql("SELECT * FROM alerts").pl()
+    click.echo(format_evaluation(score_cases(alerts, load_cases(cases), top_k=top_k), fmt))
+
+
+@main.command()
+@click.option("--out", default="out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the sample world, the report and the Parquet output.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the sample world.")
+@click.pass_obj
+@friendly_errors
+def demo(obj: Context, out, seed):
+    """Make the sample world, load it, run every detector, report, export and evaluate."""
+    from detector.demo import run_demo
+
+    run_demo(obj.db, out, seed=seed, settings=_settings(obj), echo=click.echo)
 
 
 # ---------------------------------------------------------------- reference data

@@ -4,9 +4,10 @@ Cases come from the sample world's `cases.json` or from a CSV a compliance team 
 columns origin,via,destination,hs_prefix,start,end and optionally label,kind,id (hs_prefix may
 hold several prefixes separated by ';'; an empty label means "case"; months are YYYY-MM).
 
-Ranking. Alerts that share a `lead_id` are one lead (several detectors agreeing on one
-corridor-month). Leads are ranked by their highest alert score, descending, ties broken by
-lead_id ascending; rank 1 is the top.
+Ranking. Alerts that share a `lead_id` are one lead (several detectors, or consecutive months,
+on one corridor). Leads are ranked by their lead score (stored by the run: the noisy-OR of its
+detectors' best scores; else the highest alert score), descending, ties broken by lead_id
+ascending; rank 1 is the top.
 
 Matching rule (the public rule). An alert matches a case when all four hold:
   1. the alert's hs_code and one of the case's HS codes/prefixes share a prefix (one starts with
@@ -112,9 +113,11 @@ def load_cases(path) -> pl.DataFrame:
 
 
 def rank_leads(alerts: pl.DataFrame) -> pl.DataFrame:
-    """lead_id -> rank (1 = top) by the lead's highest score, ties by lead_id."""
+    """lead_id -> rank (1 = top) by the lead's score (the run's `lead_score` where stored, else its
+    highest alert score), ties by lead_id."""
+    strength = pl.col("lead_score") if "lead_score" in alerts.columns else pl.col("score")
     return (
-        alerts.group_by("lead_id").agg(pl.col("score").max().alias("lead_score"))
+        alerts.group_by("lead_id").agg(strength.max().alias("lead_score"))
         .sort(["lead_score", "lead_id"], descending=[True, False])
         .with_row_index("rank", offset=1)
         .with_columns(pl.col("rank").cast(pl.Int64))

@@ -1,4 +1,4 @@
--- Warehouse schema, version 1. Public contract: see SPEC.md (flows, declarations, rejects, loads,
+-- Warehouse schema, version 2 (see SCHEMA_VERSION in warehouse.py). Public contract: see SPEC.md (flows, declarations, rejects, loads,
 -- watchlist, controls, countries, alerts, runs). Migrations live in warehouse.py.
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 
@@ -119,8 +119,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     expected    DOUBLE,
     evidence    VARCHAR,
     explanation VARCHAR NOT NULL,
-    lead_id     VARCHAR,   -- alerts on the same corridor-month share a lead
-    lead_rank   INTEGER    -- rank of the lead in its period's list (1 = most suspicious)
+    lead_id     VARCHAR,   -- alerts telling one story (corridor, consecutive months) share a lead
+    lead_rank   INTEGER,   -- rank of the lead in its run (1 = most suspicious)
+    lead_score  DOUBLE     -- 1 - prod(1 - best score of each detector in the lead)
 );
 
 -- Which source wins when several cover the same reporter, flow and month (reference/source_precedence.csv,

@@ -53,11 +53,12 @@ def _md5(texts: pl.Series, length: int) -> pl.Series:
 
 
 def with_ids_and_leads(alerts: pl.DataFrame) -> pl.DataFrame:
-    """Add alert_id, severity, lead_id and lead_rank (1 = the most suspicious lead of the run)."""
+    """Add alert_id, severity, lead_id, lead_score and lead_rank (1 = the most suspicious lead)."""
     if alerts.height == 0:
         return alerts.with_columns(
             pl.lit(None, pl.String).alias("alert_id"), pl.lit(None, pl.String).alias("severity"),
-            pl.lit(None, pl.String).alias("lead_id"), pl.lit(None, pl.Int32).alias("lead_rank"))
+            pl.lit(None, pl.String).alias("lead_id"), pl.lit(None, pl.Int32).alias("lead_rank"),
+            pl.lit(None, pl.Float64).alias("lead_score"))
     shipper = pl.coalesce(
         pl.col("via"),
         pl.when(pl.col("origin") != pl.col("destination")).then(pl.col("origin")),
@@ -87,4 +88,4 @@ def with_ids_and_leads(alerts: pl.DataFrame) -> pl.DataFrame:
     lead_scores = lead_scores.sort(["lead_score", "lead_id"], descending=[True, False]).with_row_index(
         "lead_rank", offset=1).with_columns(pl.col("lead_rank").cast(pl.Int32))
     df = df.join(lead_scores, on="lead_id", how="left")
-    return df.drop("_story", "_from", "_month", "_episode", "lead_score")
+    return df.drop("_story", "_from", "_month", "_episode")

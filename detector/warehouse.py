@@ -17,11 +17,14 @@ import duckdb
 
 from detector.errors import DetectorError, WarehouseBusy, WarehouseVersionError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = "detector.duckdb"
 
 # Each entry upgrades a warehouse from version (index + 1) to the next; statements only add.
-MIGRATIONS: list[list[str]] = []
+MIGRATIONS: list[list[str]] = [
+    # 1 -> 2: leads carry their combined score
+    ["ALTER TABLE alerts ADD COLUMN IF NOT EXISTS lead_score DOUBLE"],
+]
 
 
 def default_path() -> str:

@@ -15,6 +15,7 @@ import sys
 import types
 from pathlib import Path
 
+from detector.reports.leads import ALERT_COLUMNS
 from detector.warehouse import Warehouse
 
 RUN_ID = "run-2025-07-01T00:00:00"
@@ -182,5 +183,6 @@ def make_warehouse(path) -> Warehouse:
                    round(value, 0), round(value / 12.0, 0), round(value / 12.0, 0), 'kg', 'load-fixture'
             FROM sides
         """)
-        con.executemany("INSERT INTO alerts VALUES (" + ", ".join(["?"] * 19) + ")", _alerts())
+        con.executemany("INSERT INTO alerts (" + ", ".join(ALERT_COLUMNS + ["lead_id", "lead_rank"]) + ") VALUES ("
+                        + ", ".join(["?"] * 19) + ")", _alerts())
     return wh

@@ -3,7 +3,7 @@
 A detector has a `name`, a one-line `description`, a `version`, a frozen `Settings` dataclass
 whose field defaults are documented with `field(metadata={"doc": ...})`, and a function
 `detect(wh, window, settings) -> polars.DataFrame` returning rows in `ALERT_SCHEMA` (without
-`alert_id`, `run_id`, `severity`, `lead_id`, `lead_rank`: the runner adds those).
+`alert_id`, `run_id`, `severity`, `lead_id`, `lead_rank`, `lead_score`: the runner adds those).
 
 No look-ahead: an alert for month t may only use flows with period <= t.
 """
@@ -42,6 +42,7 @@ ALERT_SCHEMA: dict[str, pl.DataType] = {
     "severity": pl.String,
     "lead_id": pl.String,
     "lead_rank": pl.Int32,
+    "lead_score": pl.Float64,
 }
 # SPEC column order of the public alert table.
 PUBLIC_ALERT_COLUMNS = [

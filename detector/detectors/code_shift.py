@@ -27,12 +27,13 @@ smoothed AS (   -- three-month averages smooth an importer's lumpy bookings; wei
     FROM corridor_stats
     WINDOW w3 AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
 ),
-legs AS (   -- the usual level: median of the three-month averages over the year before them
+legs AS (   -- the usual level: median of the three-month averages of the half-year before them (a shift
+            -- is a change against the recent past, not against levels before an earlier control)
     SELECT *,
            median(amount_now) OVER w AS amount_usual,
            median(usd_now) OVER w AS usd_expected
     FROM smoothed
-    WINDOW w AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 14 PRECEDING AND 3 PRECEDING)
+    WINDOW w AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 8 PRECEDING AND 3 PRECEDING)
 )
 SELECT p.from_code, p.to_code, sc.commodity, sc.controlling_country, f.exporter, f.importer, f.period, t.side,
        f.amount_now AS from_now, f.amount_usual AS from_usual, f.usd_now AS from_usd, f.usd_expected AS from_usd_usual,

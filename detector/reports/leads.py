@@ -14,6 +14,7 @@ import re
 import polars as pl
 
 from detector.errors import DetectorError
+from detector.scoring import HIGH, MEDIUM
 
 # Public alert columns (SPEC.md), then the two lead columns.
 ALERT_COLUMNS = [
@@ -21,7 +22,7 @@ ALERT_COLUMNS = [
     "destination", "reporter", "partner", "score", "severity", "observed", "expected",
     "evidence", "explanation",
 ]
-LEAD_COLUMNS = ["lead_id", "lead_rank"]
+LEAD_COLUMNS = ["lead_id", "lead_rank", "lead_score"]
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
 
@@ -76,7 +77,7 @@ def ranked_leads(wh, period=None, start=None, end=None, top: int | None = None,
     limit = f"LIMIT {int(top)}" if top is not None else ""
     sql = f"""
     WITH selected AS (
-        SELECT {cols}, coalesce(lead_id, alert_id) AS lead_key
+        SELECT {cols}, coalesce(lead_id, alert_id) AS lead_key, coalesce(lead_score, score) AS lead_strength
         FROM alerts WHERE {where}
     ),
     best AS (
@@ -98,11 +99,14 @@ def ranked_leads(wh, period=None, start=None, end=None, top: int | None = None,
         FROM selected GROUP BY lead_key
     )
     SELECT
-        CAST(row_number() OVER (ORDER BY b.score DESC, b.period DESC, b.lead_key) AS INTEGER) AS rank,
+        CAST(row_number() OVER (ORDER BY b.lead_strength DESC, b.period DESC, b.lead_key) AS INTEGER) AS rank,
         b.lead_key AS lead_id, b.lead_rank, b.period, b.commodity, b.hs_code,
         b.origin, b.via, b.destination,
         concat_ws(' -> ', coalesce(b.origin, '?'), b.via, coalesce(b.destination, '?')) AS route,
-        b.score, b.severity, d.detectors, dr.n_alerts,
+        b.lead_strength AS score,
+        CASE WHEN b.lead_strength >= {HIGH} THEN 'high' WHEN b.lead_strength >= {MEDIUM} THEN 'medium'
+             ELSE 'low' END AS severity,
+        d.detectors, dr.n_alerts,
         b.alert_id AS best_alert_id, b.detector AS best_detector, b.reporter, b.partner,
         b.observed, b.expected, b.evidence, b.explanation, dr.alerts
     FROM best b
@@ -125,7 +129,7 @@ def lead_alerts(leads: pl.DataFrame) -> pl.DataFrame:
     if leads.height == 0:
         schema = {c: pl.String for c in ALERT_COLUMNS + LEAD_COLUMNS}
         schema.update(period=pl.Date, score=pl.Float64, observed=pl.Float64,
-                      expected=pl.Float64, lead_rank=pl.Int32)
+                      expected=pl.Float64, lead_rank=pl.Int32, lead_score=pl.Float64)
         return pl.DataFrame(schema=schema)
     flat = leads.select(pl.col("lead_id").alias("_lead"), "alerts").explode("alerts")
     flat = flat.with_columns(pl.col("alerts").struct.unnest()).drop("alerts")
