@@ -1,0 +1,196 @@
+"""Declaration lines: mapping-driven ingest, time-ordered scoring, budget metrics, KCS end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from detector.declarations.features import FeatureOptions, build_features
+from detector.declarations.metrics import at_budget, budget_table
+from detector.declarations.models import ModelOptions, rank_lines, score_months
+from detector.detectors import declaration_risk
+from detector.detectors.base import DETECTOR_OUTPUT_SCHEMA, Window
+from detector.errors import ConfigError
+from detector.ingest.declarations import load_declarations, read_mapping
+from detector.warehouse import Warehouse
+
+KCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "kcs-customs-declarations"
+HEADER = ["Declaration ID", "Date", "Office ID", "Process Type", "Import Type", "Import Use", "Payment Type",
+          "Mode of Transport", "Declarant ID", "Importer ID", "Seller ID", "Courier ID", "HS6 Code",
+          "Country of Departure", "Country of Origin", "Tax Rate", "Tax Type", "Country of Origin Indicator",
+          "Net Mass", "Item Price", "Fraud", "Critical Fraud"]
+
+
+def _row(i, date_="2020-01-05", hs="850511", dep="HK", org="CN", mass="100", price="500000", fraud="0",
+         tax_type="A"):
+    return [str(i), date_, "30", "B", "11", "21", "11", "10", "DEC1", f"IMP{i % 3}", f"SEL{i}", "", hs, dep,
+            org, "8.0", tax_type, "G", mass, price, fraud, "0"]
+
+
+def _write(path: Path, rows) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(HEADER)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture()
+def wh(tmp_path):
+    w = Warehouse.open(tmp_path / "w.duckdb")
+    yield w
+    w.close()
+
+
+def test_mapping_puts_columns_in_place_and_maps_iso2(wh, tmp_path):
+    f = _write(tmp_path / "a.csv", [_row(1, tax_type="FCN1"), _row(2, dep="SG", org="RU", tax_type="FAS1")])
+    summary = load_declarations(wh, [f])
+    assert summary["rows_loaded"] == 2 and summary["rows_rejected"] == 0
+    rows = wh.con.execute(
+        """SELECT declaration_id, date, period, importer_id, exporter_id, origin, consignment, hs_code,
+                  net_weight_kg, round(value_usd, 2), label, extra, source
+           FROM declarations ORDER BY declaration_id""").fetchall()
+    d1 = rows[0]
+    assert d1[:9] == ("1", date(2020, 1, 5), date(2020, 1, 1), "IMP1", "SEL1", "CHN", "HKG", "850511", 100.0)
+    assert d1[9] == round(500000 * 0.000847, 2) and d1[10] == 0 and d1[12] == "kcs"
+    extra = json.loads(d1[11])
+    assert extra["tax_type"] == "FCN1" and extra["tax_rate"] == "8.0" and extra["office"] == "30"
+    assert extra["preference_partners"] == "CHN" and extra["destination"] == "KOR"
+    assert "ASEAN" not in rows[1][11] and "VNM" in json.loads(rows[1][11])["preference_partners"]
+    assert rows[1][5:7] == ("RUS", "SGP")
+
+
+def test_unknown_mapping_key_is_named(tmp_path):
+    bad = tmp_path / "m.toml"
+    bad.write_text('source = "x"\ncurrency_code = "USD"\n[columns]\ndeclaration_id = "a"\ndate = "b"\nhs_code = "c"\n')
+    with pytest.raises(ConfigError, match="currency_code"):
+        read_mapping(bad)
+    bad.write_text('source = "x"\n[columns]\ndeclaration_id = "a"\ndate = "b"\nhs_code = "c"\nweight = "d"\n')
+    with pytest.raises(ConfigError, match="'weight'"):
+        read_mapping(bad)
+
+
+def test_bad_rows_go_to_rejects_with_reasons(wh, tmp_path):
+    rows = [_row(1), _row(2, date_="2020-13-45"), _row(3, price="12abc"), _row(4, mass="-5"), _row(5, hs=""),
+            _row(6)]
+    rows[5][0] = ""
+    summary = load_declarations(wh, [_write(tmp_path / "b.csv", rows)])
+    assert (summary["rows_read"], summary["rows_loaded"], summary["rows_rejected"]) == (6, 1, 5)
+    got = dict(wh.con.execute("SELECT line, reason FROM rejects").fetchall())
+    assert got[3].startswith("unparseable date '2020-13-45'")
+    assert got[4] == "non-numeric value '12abc'"
+    assert got[5] == "negative net mass -5"
+    assert got[6] == "missing HS code"
+    assert got[7] == "missing declaration id"
+    raw = wh.con.execute("SELECT raw FROM rejects WHERE line = 4").fetchone()[0]
+    assert raw.startswith("3,2020-01-05,30")
+    assert wh.con.execute("SELECT rows_rejected FROM loads").fetchone()[0] == 5
+
+
+def test_reload_is_idempotent_and_newer_file_replaces(wh, tmp_path):
+    first = _write(tmp_path / "c1.csv", [_row(1), _row(2)])
+    load_declarations(wh, [first])
+    again = load_declarations(wh, [first])
+    assert again["skipped"] == 1 and wh.con.execute("SELECT count(*) FROM declarations").fetchone()[0] == 2
+    newer = _write(tmp_path / "c2.csv", [_row(2, price="900000", fraud="1"), _row(3)])
+    s = load_declarations(wh, [newer])
+    assert (s["rows_loaded"], s["rows_replaced"]) == (1, 1)
+    assert wh.con.execute("SELECT count(*), sum(label) FROM declarations").fetchone() == (3, 1)
+    assert wh.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 2
+
+
+def test_metrics_on_a_handmade_example():
+    # 20 lines, 4 frauds; order by score puts frauds at positions 1, 3 and 12, 20
+    scores = np.linspace(1.0, 0.05, 20)
+    labels = np.zeros(20)
+    labels[[0, 2, 11, 19]] = 1
+    assert at_budget(scores, labels, 10) == (0.5, 0.25)      # top 2: one fraud
+    assert at_budget(scores, labels, 5) == (1.0, 0.25)       # top 1
+    p, r = at_budget(scores, labels, 60)                     # top 12: three frauds
+    assert (p, r) == (3 / 12, 0.75)
+    table = budget_table(scores, labels, rank=np.arange(20, 0, -1))  # reversed order by rank
+    assert table["precision@10%"] == 0.5 and table["recall@10%"] == 0.25  # bottom 2: lines 19, 20
+
+
+@pytest.fixture(scope="module")
+def kcs_wh(tmp_path_factory):
+    """A warehouse with the first 2,500 lines of each KCS month Jan-Jun 2020 (by file order), ~15k lines."""
+    if not (KCS / "df_syn_train_eng.csv").exists():
+        pytest.skip("KCS data not present")
+    tmp = tmp_path_factory.mktemp("kcs")
+    df = pl.read_csv(KCS / "df_syn_train_eng.csv", infer_schema_length=0)
+    df = df.filter(pl.col("Date") < "2020-07-01").with_columns(m=pl.col("Date").str.slice(0, 7))
+    df = df.group_by("m", maintain_order=True).head(1500).drop("m")
+    path = tmp / "kcs_small.csv"
+    df.write_csv(path)
+    w = Warehouse.open(tmp / "kcs.duckdb")
+    load_declarations(w, [path])
+    yield w
+    w.close()
+
+
+FAST = declaration_risk.Settings(trees=80, explore_share=0.0)
+
+
+def test_scores_do_not_use_labels_of_the_scored_month_or_later(kcs_wh):
+    window = Window(date(2020, 5, 1), date(2020, 5, 1))
+    before = declaration_risk.score_declarations(kcs_wh, window, FAST)
+    kcs_wh.con.execute("CREATE TABLE saved AS SELECT declaration_id, label FROM declarations")
+    try:
+        kcs_wh.con.execute("UPDATE declarations SET label = 1 - label WHERE period >= DATE '2020-05-01'")
+        after = declaration_risk.score_declarations(kcs_wh, window, FAST)
+    finally:
+        kcs_wh.con.execute("UPDATE declarations d SET label = s.label FROM saved s "
+                           "WHERE s.declaration_id = d.declaration_id")
+        kcs_wh.con.execute("DROP TABLE saved")
+    assert before.height == 1500
+    assert before.equals(after)
+    # and past labels do matter: poisoning April changes May's scores
+    kcs_wh.con.execute("UPDATE declarations SET label = 1 - label WHERE period = DATE '2020-04-01'")
+    try:
+        changed = declaration_risk.score_declarations(kcs_wh, window, FAST)
+    finally:
+        kcs_wh.con.execute("UPDATE declarations SET label = 1 - label WHERE period = DATE '2020-04-01'")
+    assert not before["score"].equals(changed["score"])
+
+
+def test_same_input_same_scores_and_reasons(kcs_wh):
+    window = Window(date(2020, 6, 1), date(2020, 6, 1))
+    settings = declaration_risk.Settings(trees=80)
+    a = declaration_risk.score_declarations(kcs_wh, window, settings)
+    b = declaration_risk.score_declarations(kcs_wh, window, settings)
+    assert a.equals(b)
+    assert a["rank"].sort().to_list() == list(range(1, a.height + 1))
+    assert a["score"].min() >= 0 and a["score"].max() <= 1
+    assert a["reasons"].str.contains("exploration pick").sum() > 0  # 10 % exploration by default
+    assert a.filter(pl.col("rank") <= 10)["reasons"].str.len_chars().min() > 10
+
+
+def test_supervised_beats_base_rate_and_alerts_conform(kcs_wh):
+    window = Window(date(2020, 5, 1), date(2020, 6, 1))
+    scores = declaration_risk.score_declarations(kcs_wh, window, FAST)
+    truth = pl.from_arrow(kcs_wh.con.sql("SELECT declaration_id, label FROM declarations").to_arrow_table())
+    joined = scores.join(truth, on="declaration_id")
+    base = joined["label"].mean()
+    p10, _ = at_budget(joined["score"].to_numpy(), joined["label"].to_numpy(), 10)
+    assert p10 > base + 0.1, (p10, base)
+    alerts = declaration_risk.detect(kcs_wh, window, FAST)
+    assert alerts.height > 0 and alerts.schema == pl.Schema(DETECTOR_OUTPUT_SCHEMA)
+    assert set(alerts["destination"].to_list()) == {"KOR"} and alerts["score"].is_between(0, 1).all()
+    assert alerts["explanation"].str.contains("lines in 2020-0").all()
+    json.loads(alerts["evidence"][0])
+
+
+def test_unsupervised_mode_without_labels(kcs_wh):
+    feats = build_features(kcs_wh.con, FeatureOptions(), "period <= DATE '2020-03-01'")
+    feats = feats.with_columns(label=pl.lit(None, dtype=pl.Int32))
+    opts = ModelOptions(mode="auto")
+    scored = rank_lines(score_months(feats, [date(2020, 3, 1)], opts), opts)
+    assert set(scored["method"].to_list()) == {"ecod"}
+    assert scored["score"].is_between(0, 1).all() and scored.height == 1500
