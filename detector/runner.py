@@ -61,7 +61,9 @@ def default_window(wh: Warehouse) -> Window:
 
 
 def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] | None = None,
-                  settings: Settings | None = None) -> RunResult:
+                  settings: Settings | None = None, before_commit=None) -> RunResult:
+    """`before_commit(con, result)`, if given, runs inside the run's transaction after the alerts
+    are written: what it writes commits with them, and if it raises the run leaves nothing."""
     specs = registry.all_detectors()
     chosen = [registry.get(n) for n in names] if names else list(specs.values())
     settings = settings or Settings()
@@ -76,14 +78,17 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
         result.seconds[spec.name] = time.perf_counter() - t0
         result.counts[spec.name] = df.height
         frames.append(df)
-    alerts = scoring.with_ids_and_leads(pl.concat(frames)) if frames else pl.DataFrame(schema=ALERT_SCHEMA)
+    families = {name: spec.evidence_family for name, spec in specs.items()}
+    alerts = (scoring.with_ids_and_leads(pl.concat(frames), families) if frames
+              else pl.DataFrame(schema=ALERT_SCHEMA))
     alerts = alerts.with_columns(pl.lit(result.run_id).alias("run_id")).select(list(ALERT_SCHEMA))
     result.alerts = alerts
-    _store(wh, result, chosen, settings, started)
+    _store(wh, result, chosen, settings, started, before_commit)
     return result
 
 
-def _store(wh: Warehouse, result: RunResult, chosen, settings: Settings, started: datetime) -> None:
+def _store(wh: Warehouse, result: RunResult, chosen, settings: Settings, started: datetime,
+           before_commit=None) -> None:
     """Replace the alerts of the detectors run for the window's months, and record the run."""
     detectors = [s.name for s in chosen]
     with wh.transaction() as con:
@@ -92,6 +97,8 @@ def _store(wh: Warehouse, result: RunResult, chosen, settings: Settings, started
         con.register("alerts_frame", result.alerts)
         con.execute(f"INSERT INTO alerts ({', '.join(ALERT_SCHEMA)}) SELECT {', '.join(ALERT_SCHEMA)} FROM alerts_frame")
         con.unregister("alerts_frame")
+        if before_commit is not None:
+            before_commit(con, result)
         con.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'complete')",
             [result.run_id, started, datetime.now(timezone.utc).replace(tzinfo=None), result.window.start,

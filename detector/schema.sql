@@ -1,4 +1,4 @@
--- Warehouse schema, version 2 (see SCHEMA_VERSION in warehouse.py). Public contract: see SPEC.md (flows, declarations, rejects, loads,
+-- Warehouse schema, version 3 (see SCHEMA_VERSION in warehouse.py). Public contract: see SPEC.md (flows, declarations, rejects, loads,
 -- watchlist, controls, countries, alerts, runs). Migrations live in warehouse.py.
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 
@@ -121,7 +121,25 @@ CREATE TABLE IF NOT EXISTS alerts (
     explanation VARCHAR NOT NULL,
     lead_id     VARCHAR,   -- alerts telling one story (corridor, consecutive months) share a lead
     lead_rank   INTEGER,   -- rank of the lead in its run (1 = most suspicious)
-    lead_score  DOUBLE     -- 1 - prod(1 - best score of each detector in the lead)
+    lead_score  DOUBLE     -- 1 - prod(1 - best score of each evidence family in the lead)
+);
+
+-- Lifecycle of the leads of a monthly run (detector monthly): for month `period`, each lead flagged
+-- that month is 'new' (its corridor was not flagged the month before) or 'continuing', and each lead
+-- of the month before that is not flagged any more is 'closed'. Written with the run's alerts.
+CREATE TABLE IF NOT EXISTS lead_status (
+    period      DATE    NOT NULL,  -- the month of the monthly run
+    lead_id     VARCHAR NOT NULL,  -- alerts.lead_id (of `period`, or of the month before for 'closed')
+    status      VARCHAR NOT NULL,  -- new | continuing | closed
+    first_seen  DATE    NOT NULL,  -- first month of the corridor's unbroken run of flagged months
+    last_seen   DATE    NOT NULL,  -- last flagged month (`period`, or the month before for 'closed')
+    commodity   VARCHAR,           -- watchlist commodity, else the HS6 code
+    shipper     VARCHAR,           -- the country goods were shipped from (via, else origin, else partner)
+    destination VARCHAR,
+    lead_score  DOUBLE,
+    severity    VARCHAR,
+    run_id      VARCHAR NOT NULL,
+    PRIMARY KEY (period, lead_id)
 );
 
 -- Which source wins when several cover the same reporter, flow and month (reference/source_precedence.csv,

@@ -17,13 +17,19 @@ import duckdb
 
 from detector.errors import DetectorError, WarehouseBusy, WarehouseVersionError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_DB = "detector.duckdb"
 
 # Each entry upgrades a warehouse from version (index + 1) to the next; statements only add.
 MIGRATIONS: list[list[str]] = [
     # 1 -> 2: leads carry their combined score
     ["ALTER TABLE alerts ADD COLUMN IF NOT EXISTS lead_score DOUBLE"],
+    # 2 -> 3: lifecycle of the leads of each monthly run
+    ["""CREATE TABLE IF NOT EXISTS lead_status (
+            period DATE NOT NULL, lead_id VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            first_seen DATE NOT NULL, last_seen DATE NOT NULL, commodity VARCHAR, shipper VARCHAR,
+            destination VARCHAR, lead_score DOUBLE, severity VARCHAR, run_id VARCHAR NOT NULL,
+            PRIMARY KEY (period, lead_id))"""],
 ]
 
 
@@ -60,7 +66,9 @@ class Warehouse:
             raise DetectorError(f"{path}: no warehouse here yet; load data first (detector ingest ...)")
         if not read_only:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        config = {"memory_limit": memory_limit or os.environ.get("DETECTOR_MEMORY_LIMIT", "4GB")}
+        # Sorts and joins larger than memory_limit spill to a folder next to the warehouse file.
+        config = {"memory_limit": memory_limit or os.environ.get("DETECTOR_MEMORY_LIMIT", "4GB"),
+                  "temp_directory": f"{path}.tmp"}
         try:
             con = duckdb.connect(path, read_only=read_only, config=config)
         except duckdb.IOException as exc:

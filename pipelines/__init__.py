@@ -1,0 +1,1 @@
+"""Batch definitions (the monthly run) that call the detector library."""
