@@ -10,6 +10,7 @@ Partitions of months not being exported are not touched.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import uuid
 from collections.abc import Iterable
@@ -123,8 +124,25 @@ def _wanted_periods(con, periods: Iterable | None) -> list[dt.date]:
     return [r[0] for r in rows]
 
 
-def _sql_path(path: Path) -> str:
-    return "'" + path.as_posix().replace("'", "''") + "'"
+def _remove_stale_temp(out: Path) -> None:
+    """Delete hidden work folders of exports that died (killed, power cut) before cleaning up.
+
+    A work folder is named .tmp-<pid>-<random>; one whose process is still running belongs to an
+    export in progress and is left alone.
+    """
+    for folder in out.glob(".tmp-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # still running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # someone else's live process
+        elif pid.isdigit():
+            continue  # this process's own export
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def export_parquet(wh, out_dir, periods=None) -> dict:
@@ -138,7 +156,8 @@ def export_parquet(wh, out_dir, periods=None) -> dict:
     finish_pending(con)
     wanted = _wanted_periods(con, periods)
     result: dict = {"out_dir": str(out), "periods": [p.isoformat() for p in wanted]}
-    tmp = out / f".tmp-{uuid.uuid4().hex}"
+    _remove_stale_temp(out)
+    tmp = out / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
         in_list = ", ".join(f"DATE '{p.isoformat()}'" for p in wanted) or "NULL"
@@ -147,8 +166,8 @@ def export_parquet(wh, out_dir, periods=None) -> dict:
                      f"ORDER BY {ORDER[name]}")
             rows = con.sql(f"SELECT count(*) FROM ({query})").fetchall()[0][0]
             if rows:
-                con.execute(f"COPY ({query}) TO {_sql_path(tmp / name)} "
-                            "(FORMAT parquet, PARTITION_BY (period), COMPRESSION zstd)").fetchall()
+                con.execute(f"COPY ({query}) TO ? (FORMAT parquet, PARTITION_BY (period), COMPRESSION zstd)",
+                            [(tmp / name).as_posix()]).fetchall()
             result[name] = {"rows": int(rows), "partitions": 0}
         aside = tmp / "replaced"
         aside.mkdir()

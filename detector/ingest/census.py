@@ -103,7 +103,7 @@ SELECT *,
        CASE
          WHEN period IS NULL THEN 'unparseable period ''' || coalesce(time_txt, year_txt || '-' || month_txt, '') || ''''
          WHEN partner_is_aggregate
-              THEN 'partner is an aggregate (' || coalesce(cty_name, cty_code) || '), not a country'
+              THEN 'partner is an aggregate (' || coalesce(cty_name, cty_code, 'SUMMARY_LVL ' || summary_lvl) || '), not a country'
          WHEN partner IS NULL THEN 'unknown partner code ''' || coalesce(cty_code, '') || ''' (Schedule C)'
          WHEN comm_lvl IN ('HS2', 'HS4')
               THEN 'HS level ' || comm_lvl || ' is an aggregate; need 6 to 10 digits'
@@ -164,7 +164,9 @@ def _is_json(path: Path) -> bool:
 
 
 def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
-    header = stage_json(con, path) if _is_json(path) else stage_csv(con, path)
+    # The API repeats a column asked for both in get= and as a predicate (same values): like the
+    # JSON reader, the CSV reader keeps the first one.
+    header = stage_json(con, path) if _is_json(path) else stage_csv(con, path, allow_duplicates=True)
     cols = column_map(header, path, CENSUS_COLUMNS, REQUIRED, "a US Census trade file")
     imports = cols["I_COMMODITY"] != "NULL"
     if imports and cols["E_COMMODITY"] != "NULL":

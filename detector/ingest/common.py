@@ -8,9 +8,12 @@ A loader module only writes the SQL that maps its source's columns onto `flows` 
 from __future__ import annotations
 
 import codecs
+import csv
 import gzip
 import hashlib
+import io
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,10 +61,26 @@ class LoadSummary:
 
 
 def file_digest(path: Path) -> str:
+    """SHA-256 of the file's bytes; a .gz file is also inflated to its end on the way.
+
+    The CSV reader reads a gzip stream cut short (an interrupted download) as far as it goes
+    and never sees the missing end, which would load part of a file as if it were all of it.
+    """
     h = hashlib.sha256()
+    inflate = zlib.decompressobj(wbits=31) if path.name.lower().endswith(".gz") else None
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
+            while inflate is not None and chunk:
+                try:
+                    inflate.decompress(chunk, 1 << 16)
+                    chunk = inflate.unconsumed_tail
+                    if inflate.eof and inflate.unused_data:  # the next member of a multi-member file
+                        chunk, inflate = inflate.unused_data, zlib.decompressobj(wbits=31)
+                except zlib.error as exc:
+                    raise InputError(path, f"corrupt gzip data ({exc})") from None
+    if inflate is not None and not inflate.eof:
+        raise InputError(path, "gzip file ends early (truncated download?); fetch it again")
     return h.hexdigest()
 
 
@@ -87,14 +106,44 @@ def sniff_encoding(path: Path) -> str:
     return "utf-8"
 
 
+def _duplicated_header_name(con: duckdb.DuckDBPyConnection, path: Path, encoding: str,
+                            header: list[str]) -> str | None:
+    """The first header name the file repeats (case-insensitively), from its raw header line.
+
+    DuckDB renames a repeated column (period, period_1), so a file with two `period` columns
+    would load whichever one the loader picks; this looks at the line itself, and only when
+    the DuckDB names suggest a rename (a genuine `period_1` column is not a duplicate).
+    """
+    names = {h.lower() for h in header}
+    renamed = [h for h in header if "_" in h and h.rsplit("_", 1)[1].isdigit()
+               and h.rsplit("_", 1)[0].lower() in names]
+    if not renamed:
+        return None
+    try:
+        delimiter = con.execute("SELECT Delimiter FROM sniff_csv(?, encoding = ?)", [str(path), encoding]).fetchone()[0]
+        text = _head_bytes(path).decode(encoding, errors="replace").lstrip("\ufeff")
+        raw = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    except (duckdb.Error, csv.Error, TypeError):
+        return None
+    seen = set()
+    for name in raw:
+        key = name.strip().lower()
+        if key in seen:
+            return name.strip()
+        seen.add(key)
+    return None
+
+
 def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
-              table: str = "staged_raw") -> list[str]:
+              table: str = "staged_raw", allow_duplicates: bool = False) -> list[str]:
     """Read a CSV (plain or .gz) as text columns into a temp table; return the file's header.
 
     `choose_columns(header) -> list[str]` picks the columns to read (the CSV reader then skips
     parsing the others, which matters for 47-column Comtrade files). Rows the parser cannot split
     go to the temp table `staged_broken(line, raw, reason)`. The temp table gets a `row_no`
     column (1-based, file order: DuckDB streams an empty-OVER row_number in scan order).
+    A header naming a column twice is an error unless `allow_duplicates` (the repeats then come
+    back renamed name_1, name_2, ... and the first one is the one read).
     """
     if not path.exists():
         raise InputError(path, "no such file")
@@ -108,6 +157,9 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
                          rejects_scan = 'staged_scan', rejects_table = 'staged_errors')"""
     try:
         header = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}", [str(path), encoding]).fetchall()]
+        repeated = None if allow_duplicates else _duplicated_header_name(con, path, encoding, header)
+        if repeated is not None:
+            raise InputError(path, f"duplicated header column '{repeated}'", line=1)
         chosen = choose_columns(header) if choose_columns else header
         select = "".join(f"{duckdb.ColumnExpression(c)}, " for c in chosen)
         con.execute(
@@ -199,9 +251,12 @@ def hs_revision_sql(year: str) -> str:
     return f"CASE {whens} END"
 
 
-# CASE branches every flow loader ends with: HS code shape, then value, weight and quantity.
-# Needs the columns hs_code, value_usd, value_txt, net_weight_kg, weight_txt, quantity, qty_txt.
+# CASE branches every flow loader ends with: period range, HS code shape, then value, weight and
+# quantity. Needs the columns period, hs_code, value_usd, value_txt, net_weight_kg, weight_txt,
+# quantity, qty_txt.
 MEASURE_CHECKS_SQL = """
+         WHEN NOT year(period) BETWEEN 1962 AND 2100
+              THEN 'period ' || strftime(period, '%Y-%m') || ' out of range (1962 to 2100)'
          WHEN coalesce(hs_code, '') = '' THEN 'missing HS code'
          WHEN NOT regexp_full_match(hs_code, '\\d+') THEN 'HS code ''' || hs_code || ''' is not numeric'
          WHEN length(hs_code) NOT IN (6, 8, 10)
@@ -410,8 +465,12 @@ def load_files(wh: Warehouse, paths, source: str, load_one) -> list[LoadSummary]
         with wh.transaction() as con:
             con.execute("CREATE OR REPLACE TEMP TABLE staged_rejects (row_no BIGINT, reason VARCHAR)")
             sync_source_precedence(con)
-            load_one(con, path, summary)
-            record_load(con, summary, path, digest)
+            try:
+                load_one(con, path, summary)
+                record_load(con, summary, path, digest)
+            except duckdb.Error as exc:  # a case the loader's checks missed: still one line, nothing kept
+                raise InputError(path, f"internal error while loading, nothing was kept; please report "
+                                       f"it ({_first_line(exc)})") from None
         for t in ("staged_raw", "staged_broken", "staged_rejects", "ranked", "candidates", "parsed"):
             wh.con.execute(f"DROP TABLE IF EXISTS {t}")
         summary.seconds = time.perf_counter() - started
