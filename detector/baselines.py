@@ -7,7 +7,9 @@ zero: a month the chosen side did not publish is NULL; a month it published with
 this corridor is 0.
 
 Every statistic for month t uses months before t only (trailing windows exclude t), so that a
-run over history gives what a monthly run at the time would have.
+run over history gives what a monthly run at the time would have. Sums over groups go through
+DECIMAL so that their result does not depend on the order parallel threads add rows in: the same
+data gives the same scores, to the last bit.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ WITH bridged AS (   -- older HS revisions' codes carried onto their HS2022 succe
     WHERE f.freq = 'M' AND f.flow IN ('M', 'X') AND f.period BETWEEN $lo AND $hi
 ),
 monthly AS (
-    SELECT hs_code, period, reporter, partner, flow, sum(value_usd) AS usd, sum(net_weight_kg) AS kg
+    SELECT hs_code, period, reporter, partner, flow, CAST(sum(CAST(value_usd AS DECIMAL(38, 3))) AS DOUBLE) AS usd,
+           CAST(sum(CAST(net_weight_kg AS DECIMAL(38, 3))) AS DOUBLE) AS kg
     FROM bridged
     WHERE $all_codes OR hs_code IN (SELECT hs_code FROM scope_codes)
     GROUP BY ALL
@@ -141,7 +144,7 @@ FROM trailing_stats
 COMMODITY_MONTHS_SQL = """
 CREATE OR REPLACE TEMP TABLE commodity_months AS
 SELECT sc.commodity, cm.exporter, cm.importer, cm.period, min(cm.side) AS side,
-       sum(cm.usd) AS usd, sum(cm.kg_row) AS kg_row
+       CAST(sum(CAST(cm.usd AS DECIMAL(38, 3))) AS DOUBLE) AS usd, CAST(sum(CAST(cm.kg_row AS DECIMAL(38, 3))) AS DOUBLE) AS kg_row
 FROM corridor_months cm JOIN scope_codes sc USING (hs_code)
 WHERE sc.commodity IS NOT NULL
 GROUP BY ALL

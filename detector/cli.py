@@ -286,6 +286,31 @@ def demo(obj: Context, out, seed):
     run_demo(obj.db, out, seed=seed, settings=_settings(obj), echo=click.echo)
 
 
+@main.command()
+@click.option("--inbox", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder the published files arrive in (Comtrade, BACI, Census, Comext).")
+@click.option("--out", default="out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the Parquet partitions and reports/.")
+@click.option("--month", metavar="YYYY-MM", help="Month to report (default: the latest month ready).")
+@click.option("--window-months", default=12, show_default=True, type=click.IntRange(2, 120),
+              help="Months re-scored, ending at the month.")
+@click.option("--detector", "names", multiple=True, help="Run only this detector (repeatable; default: all).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="One line per step: text, or one JSON object per line.")
+@click.option("--fail-on-high", is_flag=True, help="Exit 3 when high-severity new leads are found.")
+@click.pass_obj
+@friendly_errors
+def monthly(obj: Context, inbox, out, month, window_months, names, log_format, fail_on_high):
+    """The monthly batch: load new files, score the rolling window, write Parquet and the report."""
+    from detector.monthly import run_and_exit_code
+
+    code = run_and_exit_code(obj.db, inbox, out, month=month, settings=_settings(obj), log_format=log_format,
+                             fail_on_high=fail_on_high, window_months=window_months,
+                             detectors=list(names) or None, debug=obj.debug)
+    if code:
+        sys.exit(code)
+
+
 # ---------------------------------------------------------------- reference data
 def _print_reference(table: str, columns: list[str]) -> None:
     import duckdb

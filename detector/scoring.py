@@ -15,8 +15,10 @@ Severity: high >= 0.6, medium >= 0.35, else low.
 
 A lead is one corridor (commodity, shipping country, destination) over consecutive months
 (gaps up to two months): alerts of several detectors, months apart or not, on one story.
-Its score is the noisy-OR of the best score of each detector in it, 1 - prod(1 - s_d): several
-detectors agreeing make a stronger lead than any of them alone.
+Its score is the noisy-OR of the best score of each evidence family in it, 1 - prod(1 - s_f):
+independent views agreeing (a hub surge, a triangle, a mirror gap, a price) make a stronger lead
+than any of them alone; detectors of one family (the volume jump seen by the surge rule and by
+the multivariate model) count once.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def _md5(texts: pl.Series, length: int) -> pl.Series:
     return duckdb.sql(f"SELECT left(md5(t), {length}) AS id FROM frame").pl()["id"]
 
 
-def with_ids_and_leads(alerts: pl.DataFrame) -> pl.DataFrame:
+def with_ids_and_leads(alerts: pl.DataFrame, families: dict[str, str] | None = None) -> pl.DataFrame:
     """Add alert_id, severity, lead_id, lead_score and lead_rank (1 = the most suspicious lead)."""
     if alerts.height == 0:
         return alerts.with_columns(
@@ -83,7 +85,9 @@ def with_ids_and_leads(alerts: pl.DataFrame) -> pl.DataFrame:
     df = df.with_columns(
         stable_id(pl.col("_story"), pl.col("_from"), pl.col("destination"),
                   pl.col("_month").min().over([*corridor, "_episode"])).alias("lead_id"))
-    lead_scores = (df.group_by("lead_id", "detector").agg(pl.col("score").max())
+    family = pl.col("detector").replace_strict(families or {}, default=pl.col("detector"), return_dtype=pl.String)
+    lead_scores = (df.with_columns(family.alias("_family"))
+                   .group_by("lead_id", "_family").agg(pl.col("score").max())
                    .group_by("lead_id").agg((1.0 - (1.0 - pl.col("score")).product()).alias("lead_score")))
     lead_scores = lead_scores.sort(["lead_score", "lead_id"], descending=[True, False]).with_row_index(
         "lead_rank", offset=1).with_columns(pl.col("lead_rank").cast(pl.Int32))

@@ -73,6 +73,13 @@ class DetectorSpec:
     version: str
     settings_class: type
     detect: Callable[..., pl.DataFrame]
+    # Detectors reading the same signal (e.g. volume growth) share a family; a lead's score adds up
+    # evidence across families only, so two views of one jump do not count as two witnesses.
+    family: str = ""
+
+    @property
+    def evidence_family(self) -> str:
+        return self.family or self.name
 
     def default_settings(self):
         return self.settings_class()
@@ -85,9 +92,17 @@ def empty_output() -> pl.DataFrame:
     return pl.DataFrame(schema=DETECTOR_OUTPUT_SCHEMA)
 
 
+# Decimals kept: floating-point sums in parallel SQL can differ in the last bits from run to run;
+# rounding far below any meaningful difference makes the output identical for identical data.
+ROUNDING = {"score": 12, "observed": 6, "expected": 6}
+
+
 def conform(df: pl.DataFrame) -> pl.DataFrame:
     """Select and cast a detector's result to the output schema (missing columns become null)."""
     cols = []
     for name, dtype in DETECTOR_OUTPUT_SCHEMA.items():
-        cols.append((pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype).alias(name))
+        col = (pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype)
+        if name in ROUNDING:
+            col = col.round(ROUNDING[name])
+        cols.append(col.alias(name))
     return df.select(cols) if df.height else empty_output()

@@ -1,8 +1,10 @@
 """Corridor-months unusual on several measures at once, by a PyOD model (ECOD by default).
 
-Features per corridor-month of a watched code: growth against its usual level, robust z of
-value and of weight, unit value against the world price, the mirror gap and the change of the
-exporter's share in the importer's supply. Each month is scored by a model fitted on the
+Features per corridor-month of a watched code: growth against its usual level (the highest of
+trailing year, last year's season and the year before), value and weight against that level in
+units of the trailing spread, unit value against the world price, the three-month mirror gap and
+the gain of the exporter's share in the importer's supply. Falls count as zero: a route that lost
+trade is context for other leads, not a lead of its own. Each month is scored by a model fitted on the
 `train_months` before and including it (never later months), and its score is calibrated as
 the tail probability among those training rows: 1 in 1,000 gives strength 3. The explanation
 names the features that contributed most (ECOD's per-feature tail scores; for IForest, the
@@ -23,8 +25,8 @@ from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 FEATURES = {
     "growth": "log growth over the usual level",
-    "z_value": "robust z of value",
-    "z_weight": "robust z of weight",
+    "z_value": "value against its usual level (robust z)",
+    "z_weight": "weight against its usual level (robust z)",
     "price": "unit value against the world price",
     "mirror": "importer's vs exporter's books",
     "share": "change of share in the importer's supply",
@@ -36,7 +38,7 @@ WITH world AS (
     FROM corridor_months WHERE usd > 0 AND kg_row > 0 GROUP BY ALL
 ),
 supply AS (
-    SELECT hs_code, importer, period, sum(usd) AS importer_total FROM corridor_months GROUP BY ALL
+    SELECT hs_code, importer, period, CAST(sum(CAST(usd AS DECIMAL(38, 3))) AS DOUBLE) AS importer_total FROM corridor_months GROUP BY ALL
 ),
 shares AS (
     SELECT s.hs_code, s.exporter, s.importer, s.period, s.usd / nullif(t.importer_total, 0) AS share,
@@ -46,12 +48,18 @@ shares AS (
     FROM corridor_months s JOIN supply t USING (hs_code, importer, period)
 )
 SELECT s.hs_code, sc.commodity, s.exporter, s.importer, s.period, s.side, s.usd, s.usd_expected,
-       ln((s.usd + 1e4) / (s.usd_expected + 1e4)) AS growth,
-       least(greatest(coalesce(s.z_value, 0), -10), 10) AS z_value,
-       least(greatest(coalesce(s.z_weight, 0), -10), 10) AS z_weight,
+       -- rises only: a route that lost trade (after a control, say) is context, not a lead
+       greatest(ln((s.usd + 1e4) / (s.usd_expected + 1e4)), 0) AS growth,
+       -- against the usual level (which includes last year's season), in units of the trailing spread
+       least(greatest(coalesce((s.lv - ln(1 + s.usd_expected)) / (1.4826 * greatest(s.lv_mad, 0.15)), 0), 0), 10)
+           AS z_value,
+       least(greatest(coalesce((s.lw - ln(1 + s.kg_expected)) / (1.4826 * greatest(s.lw_mad, 0.15)), 0), 0), 10)
+           AS z_weight,
        coalesce(ln((s.usd / nullif(s.kg_row, 0)) / w.world_uv), 0) AS price,
-       coalesce(ln((cm.m_usd / 1.06 + 1e4) / (cm.x_usd + 1e4)), 0) AS mirror,
-       coalesce(sh.share - sh.share_usual, 0) AS share
+       -- three-month sums: a shipment booked a month late by the importer is not a gap
+       coalesce(ln((sum(cm.m_usd) OVER w3 / 1.06 + 1e4) / (sum(cm.x_usd) OVER w3 + 1e4)), 0) AS mirror,
+       greatest(coalesce(sh.share - sh.share_usual, 0), 0) AS share,
+       count(*) FILTER (WHERE s.usd > 2 * greatest(s.usd_expected, 1e4)) OVER w3 AS months_elevated
 FROM corridor_stats s
 JOIN scope_codes sc USING (hs_code)
 JOIN corridor_months cm USING (hs_code, exporter, importer, period)
@@ -59,6 +67,7 @@ LEFT JOIN world w USING (hs_code, period)
 LEFT JOIN shares sh USING (hs_code, exporter, importer, period)
 WHERE sc.commodity IS NOT NULL AND s.usd > 0 AND s.n_hist >= $min_history
   AND s.period BETWEEN $train_start AND $end
+WINDOW w3 AS (PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
 """
 
 
@@ -69,7 +78,7 @@ class Settings:
     max_tail: float = field(default=0.003, metadata={"doc": "report corridor-months rarer than this tail share"})
     min_usd: float = field(default=100_000.0, metadata={"doc": "smallest corridor-month reported"})
     min_history: int = field(default=6, metadata={"doc": "reported months in the trailing year"})
-    weight: float = field(default=0.8, metadata={"doc": "multiplier: a model's view alone is weaker evidence"})
+    weight: float = field(default=0.45, metadata={"doc": "multiplier: a model's view alone is weaker evidence"})
     seed: int = field(default=0, metadata={"doc": "random seed of IForest"})
 
 
@@ -136,7 +145,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         (pl.col("usd") - pl.col("usd_expected")).abs().alias("excess_usd"),
     ).with_columns(
         (scoring.evidence(pl.col("strength"), s0=2.0, scale=1.5) * scoring.size(pl.col("excess_usd"))
-         * settings.weight).clip(0, 1).alias("score"),
+         * settings.weight * (0.7 + 0.15 * (pl.col("months_elevated") - 1).clip(0, 2))).clip(0, 1).alias("score"),
         pl.lit("multivariate").alias("detector"),
         pl.col("importer").alias("destination"),
         pl.when(pl.col("side") == "M").then(pl.col("importer")).otherwise(pl.col("exporter")).alias("reporter"),
@@ -161,4 +170,5 @@ SPEC = DetectorSpec(
     version="1.0",
     settings_class=Settings,
     detect=detect,
+    family="volume",
 )

@@ -39,7 +39,7 @@ appeared AS (   -- the first month of trade after the quiet spell, carried over 
     FROM quiet
 ),
 destination_total AS (
-    SELECT hs_code, importer, period, sum(usd) AS dest_usd FROM corridor_months GROUP BY ALL
+    SELECT hs_code, importer, period, CAST(sum(CAST(usd AS DECIMAL(38, 3))) AS DOUBLE) AS dest_usd FROM corridor_months GROUP BY ALL
 )
 SELECT a.hs_code, a.exporter, a.importer, a.period, a.side, a.usd, a.appeared_in, a.usd_max_before,
        a.last_trade_before, sc.commodity, sc.controlling_country, d.dest_usd,
@@ -99,4 +99,5 @@ SPEC = DetectorSpec(
     version="1.0",
     settings_class=Settings,
     detect=detect,
+    family="volume",
 )

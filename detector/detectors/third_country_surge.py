@@ -1,6 +1,7 @@
 """A third country's shipments of a watched commodity to a destination jump far above its own
-usual level, while the destination lost trade on the direct route from the controlling country
-and the third country's own imports from that country rose.
+usual level, weighted by whether the third country's own imports from the controlling country
+rose (else it is likely growing from its own production) and by the destination's loss on the
+direct route from that country after a control.
 
 The jump is measured on weight where the series has it (a world-wide price rise moves value, not
 tonnes) and against the highest of three usual levels (trailing-year median, same month last
@@ -82,8 +83,10 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         (pl.col("usd") - pl.col("usd_expected")).alias("excess_usd"),
         pl.col("control_date").is_not_null().alias("after_control"),
     )
-    context = (0.3 + 0.2 * pl.col("direct_loss") + 0.4 * pl.col("feeder_up")
-               + 0.1 * pl.col("after_control").cast(pl.Float64))
+    # A hub whose own imports from the controlling country did not rise is likely growing from its
+    # own production: the feeder leg weighs most; the direct route's loss and a control add to it.
+    context = ((0.25 + 0.75 * pl.col("feeder_up"))
+               * (0.6 + 0.3 * pl.col("direct_loss") + 0.1 * pl.col("after_control").cast(pl.Float64)))
     persistence = 0.7 + 0.15 * (pl.col("months_elevated") - 1).clip(0, 2)
     df = df.with_columns(
         (scoring.evidence(pl.col("z")) * scoring.size(pl.col("excess_usd")) * context * persistence)
@@ -126,4 +129,5 @@ SPEC = DetectorSpec(
     version="1.0",
     settings_class=Settings,
     detect=detect,
+    family="volume",
 )

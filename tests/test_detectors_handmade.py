@@ -1,0 +1,175 @@
+"""Per detector: a small handmade case where it must fire, and the decoys where it must stay quiet."""
+
+import json
+
+import numpy as np
+import pytest
+
+from detector.detectors import registry
+from detector.detectors.base import Window
+from tests.handmade_world import MONTHS, Corridor, background, level, load_world, month_index
+
+ANTIMONY_OXIDE = "282580"
+WINDOW = Window(__import__("datetime").date(2023, 1, 1), __import__("datetime").date(2025, 6, 1))
+BAN = month_index("2024-12")
+
+
+def run(wh, name, **overrides):
+    spec = registry.get(name)
+    settings = spec.settings_class(**overrides)
+    return spec.detect(wh, WINDOW, settings)
+
+
+def ramp(base, start, factor, seed):
+    """`base` until month `start`, then `factor` times it."""
+    s = level(base, seed=seed)
+    s[start:] *= factor
+    return s
+
+
+def routes(df):
+    return {(r["via"] or r["partner"], r["destination"]) for r in df.iter_rows(named=True)}
+
+
+@pytest.fixture
+def triangle_world(tmp_path):
+    """China -> Thailand -> USA after the December 2024 ban, with an own-production hub (Mexico) and a
+    seasonal corridor (Korea -> Italy) as decoys."""
+    seasonal = level(400_000, seed=9)
+    seasonal[[t for t in range(MONTHS) if t % 12 in (0, 1)]] *= 6  # January and February peaks, every year
+    corridors = [
+        Corridor("CHN", "THA", ANTIMONY_OXIDE, ramp(300_000, BAN - 1, 6.0, seed=1)),
+        Corridor("THA", "USA", ANTIMONY_OXIDE, ramp(200_000, BAN, 8.0, seed=2)),
+        Corridor("CHN", "USA", ANTIMONY_OXIDE, ramp(3_000_000, BAN, 0.03, seed=3)),
+        Corridor("CHN", "MEX", ANTIMONY_OXIDE, level(250_000, seed=4)),           # flat: no feeder
+        Corridor("MEX", "USA", ANTIMONY_OXIDE, ramp(150_000, BAN, 6.0, seed=5)),  # grows from own production
+        Corridor("KOR", "ITA", ANTIMONY_OXIDE, seasonal),
+        *background(ANTIMONY_OXIDE),
+    ]
+    with load_world(tmp_path, corridors) as wh:
+        yield wh
+
+
+def test_transshipment_fires_on_the_triangle_and_not_on_own_production(triangle_world):
+    df = run(triangle_world, "transshipment")
+    assert ("THA", "USA") in routes(df)
+    assert not [r for r in df.iter_rows(named=True) if r["via"] in ("MEX", "KOR")]
+    best = df.filter(df["via"] == "THA").sort("score", descending=True).row(0, named=True)
+    assert best["origin"] == "CHN" and best["score"] > 0.5
+    evidence = json.loads(best["evidence"])
+    assert evidence["pass_through"] > 0.5 and evidence["direct_loss"] > 0.9
+    assert "Thailand" in best["explanation"] and "China" in best["explanation"]
+
+
+def test_third_country_surge_ranks_the_fed_hub_above_own_production_and_ignores_seasons(triangle_world):
+    df = run(triangle_world, "third_country_surge")
+    best = {}
+    for r in df.iter_rows(named=True):
+        best[r["via"]] = max(best.get(r["via"], 0), r["score"])
+    assert best["THA"] > 0.5
+    assert best.get("MEX", 0) < 0.6 * best["THA"]   # its imports from China did not rise
+    assert "KOR" not in best                        # January peaks every year are not surges
+
+
+@pytest.fixture
+def mirror_world(tmp_path):
+    usa_books = level(500_000, seed=11) * 1.05
+    misdeclared = [month_index(m) for m in ("2025-01", "2025-02", "2025-03", "2025-04")]
+    usa_books[misdeclared] *= 3.5   # the importer books far more "Malaysian" goods than Malaysia ships
+    lagged = level(400_000, seed=12)
+    late = lagged * 1.05
+    t = month_index("2024-06")      # one shipment booked a month late by the importer: not a gap
+    late[t + 1] += late[t]
+    late[t] = 0
+    corridors = [
+        Corridor("MYS", "USA", ANTIMONY_OXIDE, level(500_000, seed=11), importer_usd=usa_books),
+        Corridor("VNM", "KOR", "811292", lagged, importer_usd=late),
+        Corridor("BEL", "GBR", "811292", level(300_000, seed=13), skip_importer=set(range(20, 26))),
+        *background(ANTIMONY_OXIDE), *background("811292", seed=2),
+    ]
+    with load_world(tmp_path, corridors) as wh:
+        yield wh
+
+
+def test_mirror_gap_fires_on_misdeclared_origin_only(mirror_world):
+    df = run(mirror_world, "mirror_gap")
+    assert {(r["reporter"], r["partner"]) for r in df.iter_rows(named=True)} == {("USA", "MYS")}
+    top = df.sort("score", descending=True).row(0, named=True)
+    assert top["origin"] == "CHN" and top["via"] == "MYS" and top["destination"] == "USA"
+    assert json.loads(top["evidence"])["gap_ratio"] > 2
+
+
+@pytest.fixture
+def price_world(tmp_path):
+    jump = month_index("2024-10")
+    price = np.full(MONTHS, 40.0)
+    price[jump:] = 90.0                                    # a world-wide price jump, every corridor
+    corridors = [Corridor(c.exporter, c.importer, c.hs, c.usd * price / 40.0, usd_per_kg=price)
+                 for c in background(ANTIMONY_OXIDE)]
+    cheap = price.copy()
+    cheap[[month_index(m) for m in ("2025-02", "2025-03", "2025-04")]] *= 0.25  # declared at a quarter
+    kg = level(20_000, seed=21)
+    corridors.append(Corridor("CHN", "VNM", ANTIMONY_OXIDE, kg * cheap, usd_per_kg=cheap))
+    with load_world(tmp_path, corridors) as wh:
+        yield wh
+
+
+def test_unit_value_flags_undervaluation_not_a_world_price_jump(price_world):
+    df = run(price_world, "unit_value")
+    assert routes(df) == {("CHN", "VNM")}
+    assert {str(p)[:7] for p in df["period"]} <= {"2025-02", "2025-03", "2025-04"}
+    assert all(json.loads(e)["price_ratio"] < 0.4 for e in df["evidence"])
+
+
+@pytest.fixture
+def shift_world(tmp_path):
+    start = month_index("2025-01")
+    controlled = level(1_000_000, seed=31)
+    controlled[start:] *= 0.3
+    neighbour = level(300_000, seed=32)
+    neighbour[start:] += 0.7 * 1_000_000                 # the missing tonnage, now "other oxides"
+    alone = level(800_000, seed=33)
+    alone[start:] *= 0.3                                 # falls without any rise elsewhere
+    corridors = [
+        Corridor("CHN", "ITA", "282580", controlled), Corridor("CHN", "ITA", "282590", neighbour),
+        Corridor("CHN", "BRA", "282580", alone), Corridor("CHN", "BRA", "282590", level(300_000, seed=34)),
+        *background("282580"), *background("282590", seed=3),
+    ]
+    with load_world(tmp_path, corridors) as wh:
+        yield wh
+
+
+def test_code_shift_needs_the_fall_and_the_matching_rise(shift_world):
+    df = run(shift_world, "code_shift")
+    assert {r["destination"] for r in df.iter_rows(named=True)} == {"ITA"}
+    assert set(df["hs_code"]) == {"282590"}
+    assert json.loads(df.row(0, named=True)["evidence"])["balance"] > 0.5
+
+
+@pytest.fixture
+def corridor_world(tmp_path):
+    fresh = np.zeros(MONTHS)
+    fresh[month_index("2024-10"):] = 1_500_000            # a route that never traded appears
+    paused = level(600_000, seed=41)
+    resumed = set(range(month_index("2023-09"), month_index("2024-09")))   # Brazil stops reporting a year
+    corridors = [
+        Corridor("MYS", "USA", ANTIMONY_OXIDE, fresh),
+        Corridor("KOR", "BRA", ANTIMONY_OXIDE, paused, skip_importer=resumed, skip_exporter=resumed),
+        *background(ANTIMONY_OXIDE),
+    ]
+    with load_world(tmp_path, corridors) as wh:
+        yield wh
+
+
+def test_new_corridor_fires_on_a_route_from_nothing_not_on_a_reporter_that_resumed(corridor_world):
+    df = run(corridor_world, "new_corridor")
+    assert routes(df) == {("MYS", "USA")}
+    assert min(df["period"]).isoformat()[:7] == "2024-10"
+
+
+def test_multivariate_puts_the_triangle_hub_at_the_top(triangle_world):
+    df = run(triangle_world, "multivariate", max_tail=0.05, min_usd=50_000)
+    assert df.height > 0
+    top = df.sort("score", descending=True).row(0, named=True)
+    assert (top["partner"], top["destination"]) in {("THA", "USA"), ("CHN", "THA"), ("CHN", "USA")}
+    assert "mostly for its" in top["explanation"]
