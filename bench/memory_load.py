@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -69,17 +68,29 @@ def generate(path: Path, rows: int, seed: int = 1) -> int:
     return path.stat().st_size
 
 
+def run_child(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
+    """Run a command; (seconds, peak RSS in bytes of that child alone, its output).
+
+    wait4 gives the child's own resource usage (RUSAGE_CHILDREN would be the maximum over every
+    child waited for so far).
+    """
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[2:])} failed ({proc.returncode}): {stderr.strip() or stdout.strip()}")
+    return seconds, usage.ru_maxrss * 1024, stdout.strip()  # ru_maxrss is in kilobytes on Linux
+
+
 def run_ingest(csv_path: Path, db: Path, memory_limit: str) -> tuple[float, int, str]:
     """Run the CLI on the file; (seconds, peak RSS in bytes of the child, its output)."""
     env = {**os.environ, "DETECTOR_MEMORY_LIMIT": memory_limit}
-    cmd = [sys.executable, "-m", "detector", "--db", str(db), "ingest", "comtrade", str(csv_path)]
-    started = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"ingest failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # kilobytes on Linux
-    return seconds, peak_kb * 1024, done.stdout.strip()
+    return run_child([sys.executable, "-m", "detector", "--db", str(db), "ingest", "comtrade", str(csv_path)], env)
 
 
 def main(argv=None) -> None:

@@ -137,6 +137,22 @@ def ingest_flows(obj: Context, paths, mapping):
         _print_summaries(load_mapped(wh, paths, mapping))
 
 
+@ingest.command("declarations")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--mapping", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML mapping of the customs extract's columns (default: the shipped KCS mapping).")
+@click.pass_obj
+@friendly_errors
+def ingest_declarations(obj: Context, paths, mapping):
+    """Load declaration-level customs lines (CSV or Parquet)."""
+    from detector.ingest.declarations import load_declarations
+
+    with obj.open() as wh:
+        result = load_declarations(wh, paths, mapping)
+    for item in result["files"]:
+        click.echo(item["line"])
+
+
 # ---------------------------------------------------------------- detectors
 def _settings(obj: Context):
     from detector.detectors import registry

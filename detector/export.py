@@ -19,7 +19,7 @@ from pathlib import Path
 from detector.errors import DetectorError
 from detector.reports.leads import ALERT_COLUMNS, LEAD_COLUMNS, finish_pending, parse_month
 
-DATASETS = ("alerts", "flows", "series")
+DATASETS = ("alerts", "flows", "series", "declaration_scores")
 SERIES_KEYS = ["source", "reporter", "partner", "flow", "hs_code"]
 MIN_BASELINE_MONTHS = 6  # fewer trailing months than this: no robust z
 
@@ -89,6 +89,8 @@ def _dataset_sql(name: str) -> str:
     if name == "flows":
         return ("SELECT period, source, freq, reporter, partner, partner2, flow, hs_code, hs_revision, "
                 "value_usd, net_weight_kg, quantity, quantity_unit, load_id FROM flows")
+    if name == "declaration_scores":
+        return "SELECT period, source, declaration_id, score, rank, reasons, run_id FROM declaration_scores"
     return _series_sql()
 
 
@@ -96,6 +98,7 @@ ORDER = {
     "alerts": "period, lead_rank NULLS LAST, score DESC, alert_id",
     "flows": "period, reporter, flow, partner, hs_code, source",
     "series": "period, reporter, flow, partner, hs_code, source",
+    "declaration_scores": "period, rank, source, declaration_id",
 }
 
 
@@ -120,7 +123,7 @@ def _wanted_periods(con, periods: Iterable | None) -> list[dt.date]:
             periods = [periods]
         return sorted({parse_month(p) for p in periods})
     rows = con.sql("SELECT DISTINCT period FROM alerts UNION SELECT DISTINCT period FROM flows "
-                   "ORDER BY 1").fetchall()
+                   "UNION SELECT DISTINCT period FROM declaration_scores ORDER BY 1").fetchall()
     return [r[0] for r in rows]
 
 

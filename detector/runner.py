@@ -13,7 +13,7 @@ import polars as pl
 from detector import scoring
 from detector.baselines import months_back
 from detector.detectors import registry
-from detector.detectors.base import ALERT_SCHEMA, Window, conform
+from detector.detectors.base import ALERT_SCHEMA, DETECTOR_OUTPUT_SCHEMA, Window, conform
 from detector.errors import DetectorError
 from detector.settings import Settings
 from detector.warehouse import Warehouse
@@ -70,33 +70,45 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
     window = window or default_window(wh)
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     result = RunResult(run_id=f"run-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", window=window)
-    frames = []
+    frames, extras = [], {}
     for spec in chosen:
         t0 = time.perf_counter()
         df = conform(spec.detect(wh, window, settings.for_detector(spec)))
         df = df.filter(pl.col("period").is_between(window.start, window.end))
+        if spec.extra_outputs is not None:
+            extras.update(spec.extra_outputs(wh, window, settings.for_detector(spec)))
         result.seconds[spec.name] = time.perf_counter() - t0
         result.counts[spec.name] = df.height
-        frames.append(df)
+        frames.append(df.with_columns(pl.lit(result.run_id).alias("run_id")))
+    # Leads are drawn over every alert of the window, those of detectors not run now included, so
+    # that a partial rerun keeps one consistent ranking.
+    kept = wh.con.sql(
+        f"SELECT {', '.join(DETECTOR_OUTPUT_SCHEMA)}, run_id FROM alerts "
+        "WHERE period BETWEEN $start AND $end AND NOT list_contains($run, detector)",
+        params={"start": window.start, "end": window.end, "run": [s.name for s in chosen]}).pl()
+    frames.append(kept.cast({k: v for k, v in DETECTOR_OUTPUT_SCHEMA.items()}))
     families = {name: spec.evidence_family for name, spec in specs.items()}
-    alerts = (scoring.with_ids_and_leads(pl.concat(frames), families) if frames
-              else pl.DataFrame(schema=ALERT_SCHEMA))
-    alerts = alerts.with_columns(pl.lit(result.run_id).alias("run_id")).select(list(ALERT_SCHEMA))
-    result.alerts = alerts
-    _store(wh, result, chosen, settings, started, before_commit)
+    combined = pl.concat(frames, how="vertical_relaxed")
+    alerts = scoring.with_ids_and_leads(combined, families) if combined.height else pl.DataFrame(schema=ALERT_SCHEMA)
+    result.alerts = alerts.select(list(ALERT_SCHEMA))
+    _store(wh, result, chosen, settings, started, before_commit, extras)
     return result
 
 
 def _store(wh: Warehouse, result: RunResult, chosen, settings: Settings, started: datetime,
-           before_commit=None) -> None:
-    """Replace the alerts of the detectors run for the window's months, and record the run."""
-    detectors = [s.name for s in chosen]
+           before_commit=None, extras: dict[str, pl.DataFrame] | None = None) -> None:
+    """Replace the window's alerts (and the detectors' extra tables), and record the run."""
+    bounds = [result.window.start, result.window.end]
     with wh.transaction() as con:
-        con.execute("DELETE FROM alerts WHERE period BETWEEN ? AND ? AND list_contains(?, detector)",
-                    [result.window.start, result.window.end, detectors])
+        con.execute("DELETE FROM alerts WHERE period BETWEEN ? AND ?", bounds)
         con.register("alerts_frame", result.alerts)
         con.execute(f"INSERT INTO alerts ({', '.join(ALERT_SCHEMA)}) SELECT {', '.join(ALERT_SCHEMA)} FROM alerts_frame")
         con.unregister("alerts_frame")
+        for table, frame in (extras or {}).items():
+            con.execute(f"DELETE FROM {table} WHERE period BETWEEN ? AND ?", bounds)
+            con.register("extra_frame", frame.with_columns(pl.lit(result.run_id).alias("run_id")))
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM extra_frame")
+            con.unregister("extra_frame")
         if before_commit is not None:
             before_commit(con, result)
         con.execute(

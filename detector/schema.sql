@@ -183,3 +183,9 @@ SELECT h.*
 FROM flows_hs6 h
 JOIN ranked r USING (source, reporter, flow, period, freq)
 WHERE r.pick = 1;
+
+-- Per-line risk of the declarations, written by the declaration_risk detector with its alerts.
+CREATE TABLE IF NOT EXISTS declaration_scores (
+    source VARCHAR NOT NULL, declaration_id VARCHAR NOT NULL, period DATE NOT NULL, score DOUBLE NOT NULL,
+    rank BIGINT NOT NULL, reasons VARCHAR, run_id VARCHAR NOT NULL
+);

@@ -17,7 +17,7 @@ import duckdb
 
 from detector.errors import DetectorError, WarehouseBusy, WarehouseVersionError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_DB = "detector.duckdb"
 
 # Each entry upgrades a warehouse from version (index + 1) to the next; statements only add.
@@ -30,6 +30,10 @@ MIGRATIONS: list[list[str]] = [
             first_seen DATE NOT NULL, last_seen DATE NOT NULL, commodity VARCHAR, shipper VARCHAR,
             destination VARCHAR, lead_score DOUBLE, severity VARCHAR, run_id VARCHAR NOT NULL,
             PRIMARY KEY (period, lead_id))"""],
+    # 3 -> 4: per-declaration scores beside the alerts
+    ["""CREATE TABLE IF NOT EXISTS declaration_scores (
+            source VARCHAR NOT NULL, declaration_id VARCHAR NOT NULL, period DATE NOT NULL, score DOUBLE NOT NULL,
+            rank BIGINT NOT NULL, reasons VARCHAR, run_id VARCHAR NOT NULL)"""],
 ]
 
 

@@ -194,3 +194,23 @@ def test_unsupervised_mode_without_labels(kcs_wh):
     scored = rank_lines(score_months(feats, [date(2020, 3, 1)], opts), opts)
     assert set(scored["method"].to_list()) == {"ecod"}
     assert scored["score"].is_between(0, 1).all() and scored.height == 1500
+
+
+def test_run_stores_line_scores_and_export_writes_them(kcs_wh, tmp_path):
+    from detector.export import export_parquet
+    from detector.runner import run_detectors
+    from detector.settings import Settings as RunSettings
+
+    window = Window(date(2020, 5, 1), date(2020, 6, 1))
+    result = run_detectors(kcs_wh, window, ["declaration_risk"], RunSettings(detectors={"declaration_risk": FAST}))
+    stored = kcs_wh.con.sql("SELECT period, count(*) AS n, min(rank) AS top, max(score) AS best, "
+                            "count(DISTINCT run_id) AS runs FROM declaration_scores GROUP BY period ORDER BY period").fetchall()
+    lines = kcs_wh.con.sql("SELECT period, count(*) FROM declarations WHERE period BETWEEN '2020-05-01' AND '2020-06-01' "
+                           "GROUP BY period ORDER BY period").fetchall()
+    assert [(p, n) for p, n, *_ in stored] == lines
+    assert all(top == 1 and 0 < best <= 1 and runs == 1 for _, _, top, best, runs in stored)
+    assert result.counts["declaration_risk"] > 0
+    export_parquet(kcs_wh, tmp_path / "out")
+    parquet = pl.scan_parquet(tmp_path / "out" / "declaration_scores", hive_partitioning=True).collect()
+    assert parquet.height == sum(n for _, n in lines)
+    assert parquet.schema["period"] == pl.Date and parquet["reasons"].str.len_chars().min() > 0

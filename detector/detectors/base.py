@@ -76,6 +76,9 @@ class DetectorSpec:
     # Detectors reading the same signal (e.g. volume growth) share a family; a lead's score adds up
     # evidence across families only, so two views of one jump do not count as two witnesses.
     family: str = ""
+    # Optional: (wh, window, settings) -> {table: frame} of per-row outputs beside the alerts (e.g.
+    # per-declaration scores), stored by the runner in the same transaction for the window's months.
+    extra_outputs: Callable[..., dict[str, pl.DataFrame]] | None = None
 
     @property
     def evidence_family(self) -> str:

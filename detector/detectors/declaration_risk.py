@@ -64,11 +64,28 @@ def _scored(wh, window: Window, settings: Settings) -> tuple[pl.DataFrame, pl.Da
     return feats, scored
 
 
+# The last scoring per (warehouse, window, settings): detect() and score_declarations() in one run
+# share it instead of training the models twice.
+_LAST: dict = {}
+
+
+def _scored_once(wh, window: Window, settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
+    key = (id(wh), wh.path, window, settings)
+    if key not in _LAST:
+        _LAST.clear()
+        _LAST[key] = _scored(wh, window, settings)
+    return _LAST[key]
+
+
 def score_declarations(wh, window: Window, settings: Settings | None = None) -> pl.DataFrame:
     """One row per declaration line of the window: declaration_id, period, score (0..1), rank, reasons."""
     settings = settings or Settings()
-    _, scored = _scored(wh, window, settings)
-    return scored.select("declaration_id", "period", "score", "rank", "reasons").sort("period", "rank")
+    _, scored = _scored_once(wh, window, settings)
+    return scored.select("source", "declaration_id", "period", "score", "rank", "reasons").sort("period", "rank")
+
+
+def extra_outputs(wh, window: Window, settings: Settings) -> dict[str, pl.DataFrame]:
+    return {"declaration_scores": score_declarations(wh, window, settings)}
 
 
 def _roll_up(lines: pl.DataFrame, keys: list[str], kind: str, settings: Settings) -> pl.DataFrame:
@@ -98,7 +115,7 @@ def _roll_up(lines: pl.DataFrame, keys: list[str], kind: str, settings: Settings
 
 
 def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    feats, scored = _scored(wh, window, settings)
+    feats, scored = _scored_once(wh, window, settings)
     if scored.height == 0:
         return empty_output()
     lines = scored.join(feats, on=["source", "declaration_id", "period"], how="left").with_columns(
@@ -148,4 +165,5 @@ SPEC = DetectorSpec(
     version=VERSION,
     settings_class=Settings,
     detect=detect,
+    extra_outputs=extra_outputs,
 )

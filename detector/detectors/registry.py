@@ -22,12 +22,7 @@ DETECTOR_MODULES = [
 def all_detectors() -> dict[str, DetectorSpec]:
     specs = {}
     for module_name in DETECTOR_MODULES:
-        try:
-            module = importlib.import_module(f"detector.detectors.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"detector.detectors.{module_name}":
-                continue  # not built yet
-            raise
+        module = importlib.import_module(f"detector.detectors.{module_name}")
         specs[module.SPEC.name] = module.SPEC
     return specs
 
