@@ -182,7 +182,10 @@ WITH codes AS (
 ),
 matched AS (
     SELECT c.hs_code, w.commodity, w.controlling_country,
-           row_number() OVER (PARTITION BY c.hs_code ORDER BY length(w.hs_prefix) DESC) AS best
+           -- the longest watchlist prefix of the code; a national line under it (81129230 under
+           -- 811292) only when nothing covers the whole code
+           row_number() OVER (PARTITION BY c.hs_code
+                              ORDER BY (c.hs_code LIKE w.hs_prefix || '%') DESC, length(w.hs_prefix) DESC) AS best
     FROM codes c JOIN watchlist w ON c.hs_code LIKE w.hs_prefix || '%' OR w.hs_prefix LIKE c.hs_code || '%'
 )
 SELECT hs_code, commodity, controlling_country FROM matched WHERE best = 1

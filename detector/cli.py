@@ -277,16 +277,21 @@ def sample(out, seed, start, end):
               help="cases.json from `detector sample`, or a CSV origin,via,destination,hs_prefix,start,end.")
 @click.option("--top", "top_k", default=25, show_default=True, help="K of recall@K and precision@K.")
 @click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]), show_default=True)
+@click.option("--by-detector", is_flag=True, help="Also score each detector's alerts alone.")
 @click.pass_obj
 @friendly_errors
-def evaluate(obj: Context, cases, top_k, fmt):
+def evaluate(obj: Context, cases, top_k, fmt, by_detector):
     """Score the stored alerts against known cases: recall@K, precision@K, decoys in the top K."""
     from detector.evaluate import evaluate as score_cases
-    from detector.evaluate import format_evaluation, load_cases
+    from detector.evaluate import evaluate_by_detector, format_by_detector, format_evaluation, load_cases
 
+    known = load_cases(cases)
     with obj.open(read_only=True) as wh:
         alerts = wh.con.sql("SELECT * FROM alerts").pl()
-    click.echo(format_evaluation(score_cases(alerts, load_cases(cases), top_k=top_k), fmt))
+    combined = score_cases(alerts, known, top_k=top_k)
+    click.echo(format_evaluation(combined, fmt))
+    if by_detector and fmt == "text":
+        click.echo(format_by_detector(evaluate_by_detector(alerts, known, top_k), combined))
 
 
 @main.command()

@@ -196,6 +196,24 @@ def evaluate(alerts: pl.DataFrame, cases: pl.DataFrame, top_k: int = 25) -> dict
     }
 
 
+def evaluate_by_detector(alerts: pl.DataFrame, cases: pl.DataFrame, top_k: int = 25) -> dict[str, dict]:
+    """The same scores for each detector's alerts alone (leads ranked by that detector's best score)."""
+    alone = alerts.drop("lead_score", strict=False)
+    return {name: evaluate(alone.filter(pl.col("detector") == name), cases, top_k)
+            for name in sorted(alerts["detector"].unique().to_list())}
+
+
+def format_by_detector(results: dict[str, dict], combined: dict) -> str:
+    """One line per detector (and the combined ranking): recall@K, precision@K, decoys in the top K."""
+    k = combined["top_k"]
+    lines = [f"{'detector':<22} {'recall@' + str(k):>10} {'precision@' + str(k):>13} {'decoys@' + str(k):>10}"]
+    for name, r in [*results.items(), ("combined", combined)]:
+        recall = "n/a" if r["recall_at_k"] is None else f"{r['cases_found']}/{r['cases_total']}"
+        precision = "n/a" if r["precision_at_k"] is None else f"{r['precision_at_k']:.0%}"
+        lines.append(f"{name:<22} {recall:>10} {precision:>13} {r['decoys_in_top_k']['count']:>10}")
+    return "\n".join(lines) + "\n"
+
+
 def format_evaluation(result: dict, fmt: str = "text") -> str:
     """The evaluation as JSON or as a rich table (plain text, no colour codes)."""
     if fmt == "json":

@@ -322,11 +322,15 @@ def _first_line(exc: Exception) -> str:
     return text[0] if text else exc.__class__.__name__
 
 
-def file_line_sql(row_no: str) -> str:
-    """SQL for the file line of staged row `row_no`, skipping lines the parser rejected."""
-    return f"""({row_no} + 1 + (SELECT count(*) FROM (
-                  SELECT line - row_number() OVER (ORDER BY line) - 1 AS valid_before
-                  FROM staged_broken) b WHERE b.valid_before < {row_no}))"""
+# Lines the parser rejected, as steps: a staged row after `valid_before` valid rows has
+# `n_before` broken lines before it (one row per run of adjacent broken lines).
+BROKEN_STEPS_SQL = """
+SELECT valid_before, max(k) AS n_before
+FROM (SELECT line - row_number() OVER (ORDER BY line) - 1 AS valid_before,
+             row_number() OVER (ORDER BY line) AS k
+      FROM staged_broken)
+GROUP BY valid_before
+"""
 
 
 def already_loaded(con: duckdb.DuckDBPyConnection, digest: str) -> str | None:
@@ -341,35 +345,50 @@ def make_load_id(source: str, digest: str) -> str:
 def write_flows(con: duckdb.DuckDBPyConnection, summary: LoadSummary, candidates: str) -> None:
     """Replace revised keys and insert new rows from the `candidates` table (FLOW_COLUMNS).
 
-    A key present twice in one file keeps its first line; the others are rejected.
+    A key present twice in one file keeps its first line; the others are rejected. The usual
+    case, a file without repeated keys whose reporter-months are new to the warehouse, is checked
+    first with one hash aggregate and one semi-join, and skips the ranking sort and the delete.
     """
     key = ", ".join(FLOW_KEY)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE ranked AS
-            SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY row_no) AS dup
-            FROM {candidates}"""
-    )
-    con.execute(
-        f"""INSERT INTO staged_rejects
-            SELECT row_no, 'duplicate key in file (same reporter, partner, flow, hs_code, period as an earlier line)'
-            FROM ranked WHERE dup > 1"""
-    )
-    on = " AND ".join(f"f.{k} IS NOT DISTINCT FROM r.{k}" for k in FLOW_KEY)
-    replaced = con.execute(
-        f"DELETE FROM flows f USING (SELECT {key} FROM ranked WHERE dup = 1) r WHERE {on}"
+    repeated = con.execute(
+        f"SELECT count(*) FROM (SELECT {key} FROM {candidates} GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+    rows = candidates
+    if repeated:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE ranked AS
+                SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY row_no) AS dup
+                FROM {candidates}"""
+        )
+        con.execute(
+            f"""INSERT INTO staged_rejects
+                SELECT row_no, 'duplicate key in file (same reporter, partner, flow, hs_code, period as an earlier line)'
+                FROM ranked WHERE dup > 1"""
+        )
+        rows = "(SELECT * FROM ranked WHERE dup = 1)"
+    overlap = con.execute(
+        f"""SELECT EXISTS (SELECT 1 FROM flows f
+                           SEMI JOIN (SELECT DISTINCT source, reporter, period, flow FROM {candidates}) c
+                           USING (source, reporter, period, flow))"""
     ).fetchone()[0]
+    replaced = 0
+    if overlap:
+        on = " AND ".join(f"f.{k} IS NOT DISTINCT FROM r.{k}" for k in FLOW_KEY)
+        replaced = con.execute(f"DELETE FROM flows f USING (SELECT {key} FROM {rows} d) r WHERE {on}").fetchone()[0]
     cols = ", ".join(FLOW_COLUMNS)
-    inserted = con.execute(f"INSERT INTO flows ({cols}) SELECT {cols} FROM ranked WHERE dup = 1").fetchone()[0]
+    inserted = con.execute(f"INSERT INTO flows ({cols}) SELECT {cols} FROM {rows} d").fetchone()[0]
     summary.rows_replaced = int(replaced)
     summary.rows_loaded = int(inserted) - int(replaced)
 
 
 def record_rejects(con: duckdb.DuckDBPyConnection, summary: LoadSummary, path: Path, raw_sql: str) -> None:
     """Move staged rejects (row_no, reason) and parser failures into `rejects` with file lines."""
+    # Staged row n is file line n + 1 (after the header) plus the broken lines before it: the
+    # last step below n, found once for all rejects by an as-of join.
     con.execute(
         f"""INSERT INTO rejects (load_id, file, line, raw, reason)
-            SELECT ?, ?, {file_line_sql('s.row_no')}, {raw_sql}, r.reason
+            SELECT ?, ?, s.row_no + 1 + coalesce(b.n_before, 0), {raw_sql}, r.reason
             FROM staged_rejects r JOIN staged_raw s USING (row_no)
+            ASOF LEFT JOIN ({BROKEN_STEPS_SQL}) b ON s.row_no > b.valid_before
             UNION ALL
             SELECT ?, ?, line, raw, reason FROM staged_broken""",
         [summary.load_id, str(path), summary.load_id, str(path)],

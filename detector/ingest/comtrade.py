@@ -141,8 +141,9 @@ valued AS (
            CASE WHEN flow_code IN ('M', 'RM') THEN coalesce(cif, primary_value)
                 ELSE coalesce(fob, primary_value) END AS value_usd
     FROM countries_joined
-)
-SELECT *,
+),
+judged AS (
+    SELECT *,
        CASE
          WHEN period IS NULL THEN 'unparseable period ''' || coalesce(p, '') || ''''
          WHEN reporter IS NULL AND reporter_area IS NOT NULL
@@ -175,16 +176,22 @@ SELECT *,
               THEN 'non-numeric quantity ''' || qty_txt || ''''
          WHEN quantity < 0 THEN 'negative quantity ' || CAST(quantity AS VARCHAR)
        END AS reject_reason
-FROM valued
+    FROM valued
+)
+-- only what the rest of the load reads: a narrow table is cheap to write and scan
+SELECT row_no, period, freq, reporter, partner,
+       CASE WHEN partner2_is_aggregate THEN NULL ELSE partner2 END AS partner2,
+       flow_code, hs_code, {hs_revision} AS hs_revision, hs_fixed,
+       value_usd, net_weight_kg, quantity, qty_unit, reject_reason
+FROM judged
 """
 
+# The rows to write, as a view (write_flows reads it a few times, cheaper than copying it); a view
+# takes no parameters, so the load id comes in as an escaped literal.
 CANDIDATES_SQL = """
-CREATE OR REPLACE TEMP TABLE candidates AS
-SELECT 'comtrade' AS source, period, freq, reporter, partner,
-       CASE WHEN partner2_is_aggregate THEN NULL ELSE partner2 END AS partner2,
-       flow_code AS flow, hs_code,
-       coalesce(map_extract({revisions}, classification)[1], classification) AS hs_revision,
-       value_usd, net_weight_kg, quantity, qty_unit AS quantity_unit, ? AS load_id, row_no
+CREATE OR REPLACE TEMP VIEW candidate_flows AS
+SELECT 'comtrade' AS source, period, freq, reporter, partner, partner2, flow_code AS flow, hs_code,
+       hs_revision, value_usd, net_weight_kg, quantity, qty_unit AS quantity_unit, {load_id} AS load_id, row_no
 FROM parsed
 WHERE reject_reason IS NULL
 """
@@ -203,22 +210,28 @@ def _read_columns(header: list[str]) -> list[str]:
     return [h for h in header if h.strip().lstrip("\ufeff").lower() in wanted]
 
 
+def _hs_revision_sql() -> str:
+    """The HS revision named by classificationCode (H0..H6), else the code as given."""
+    whens = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in HS_REVISIONS.items())
+    return f"CASE classification {whens} ELSE classification END"
+
+
 def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
     header = stage_csv(con, path, _read_columns)
     columns = column_map(header, path, USED_COLUMNS, REQUIRED, "a UN Comtrade file")
-    con.execute(PARSE_SQL.format(**columns))
+    con.execute(PARSE_SQL.format(**columns, hs_revision=_hs_revision_sql()))
     summary.rows_read = con.execute("SELECT count(*) FROM parsed").fetchone()[0] + con.execute(
         "SELECT count(*) FROM staged_broken").fetchone()[0]
-    revisions = "MAP {" + ", ".join(f"'{k}': '{v}'" for k, v in HS_REVISIONS.items()) + "}"
-    con.execute(CANDIDATES_SQL.format(revisions=revisions), [summary.load_id])
+    con.execute(CANDIDATES_SQL.format(load_id="'" + summary.load_id.replace("'", "''") + "'"))
     con.execute("INSERT INTO staged_rejects SELECT row_no, reject_reason FROM parsed WHERE reject_reason IS NOT NULL")
-    summary.aggregates = con.execute(
-        "SELECT count(*) FROM parsed WHERE reject_reason LIKE 'partner is %aggregate%'").fetchone()[0]
-    summary.fixed_codes = con.execute(
-        "SELECT count(*) FROM parsed WHERE reject_reason IS NULL AND hs_fixed").fetchone()[0]
-    write_flows(con, summary, "candidates")
+    summary.aggregates, summary.fixed_codes = con.execute(
+        """SELECT count(*) FILTER (WHERE reject_reason LIKE 'partner is %aggregate%'),
+                  count(*) FILTER (WHERE reject_reason IS NULL AND hs_fixed)
+           FROM parsed""").fetchone()
+    write_flows(con, summary, "candidate_flows")
     record_reporting(con, SOURCE, summary.load_id, flow="flow_code")
     record_rejects(con, summary, path, raw_row_sql(_read_columns(header)))
+    con.execute("DROP VIEW candidate_flows")
 
 
 def load_comtrade(wh: Warehouse, paths) -> list[LoadSummary]:
