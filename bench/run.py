@@ -15,8 +15,8 @@ import argparse
 import os
 import platform
 import shutil
-import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -148,6 +148,165 @@ def generated(rows: int, folder: Path = DATA) -> Path:
         print(f"generated {path} ({path.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.0f}s",
               flush=True)
     return path
+
+# ----------------------------------------------------------------------------- the pandas peer
+def pandas_peer(csv_path: Path) -> None:
+    """The 12-month trailing median/MAD robust z of log value per series, as a pandas user writes it.
+
+    Series: (code, reporter, partner, flow), World rows left out; each month against the twelve
+    before it (rolling over the sorted months, shifted by one), MAD floored as the detectors do.
+    """
+    import pandas as pd
+
+    df = pd.read_csv(csv_path, usecols=["period", "reporterCode", "partnerCode", "flowCode", "cmdCode",
+                                        "primaryValue"], dtype={"cmdCode": str})
+    df = df[df["partnerCode"] != 0]
+    df["lv"] = np.log1p(df["primaryValue"])
+    df = df.sort_values(["cmdCode", "reporterCode", "partnerCode", "flowCode", "period"])
+    series = df.groupby(["cmdCode", "reporterCode", "partnerCode", "flowCode"], sort=False)["lv"]
+    before = series.shift(1)
+    keys = [df["cmdCode"], df["reporterCode"], df["partnerCode"], df["flowCode"]]
+    rolling = before.groupby(keys, sort=False).rolling(12, min_periods=1)
+    med = rolling.median().reset_index(level=[0, 1, 2, 3], drop=True)
+    mad = rolling.apply(lambda w: np.median(np.abs(w - np.median(w))), raw=True).reset_index(
+        level=[0, 1, 2, 3], drop=True)
+    df["z"] = (df["lv"] - med) / (1.4826 * np.maximum(mad, 0.15))
+    print(f"pandas peer: {len(df):,} series rows, {int((df['z'].abs() >= 3).sum()):,} with |z| >= 3")
+
+
+# ----------------------------------------------------------------------------- the bench
+def machine() -> dict[str, str]:
+    import duckdb
+    import pandas
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown")
+    ram = next((int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), 0)
+    return {"CPU": cpu, "cores": str(os.cpu_count()), "RAM": f"{ram / 2**30:.0f} GiB",
+            "python": platform.python_version(), "duckdb": duckdb.__version__, "polars": pl.__version__,
+            "pandas": pandas.__version__, "numpy": np.__version__}
+
+
+def detector_cmd(db: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "detector", "--db", str(db), *args]
+
+
+def measure(label: str, make_cmd, repeat: int, before=None) -> dict:
+    """Median seconds and the largest peak RSS over `repeat` runs of one step."""
+    seconds, peaks = [], []
+    for _ in range(repeat):
+        if before:
+            before()
+        s, peak, out = run_child(make_cmd(), {**os.environ, "PYTHONPATH": str(ROOT)})
+        seconds.append(s)
+        peaks.append(peak)
+        print(f"  {label}: {s:.1f}s, peak RSS {peak / 2**20:,.0f} MiB", flush=True)
+    return {"step": label, "seconds": median(seconds), "runs": repeat, "peak": max(peaks), "output": out}
+
+
+def bench_scale(rows: int, repeat: int, work: Path, data: Path, pandas: bool, done) -> None:
+    """Every step on the file of about `rows` rows; `done(result)` after each step."""
+    csv_path = generated(rows, data)
+    with open(csv_path, "rb") as fh:
+        n = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 24), b"")) - 1
+    db = work / f"bench_{rows}.duckdb"
+
+    def fresh():
+        for p in (db, Path(f"{db}.wal")):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(f"{db}.tmp", ignore_errors=True)
+
+    print(f"{n:,} rows ({csv_path.stat().st_size / 1e6:,.0f} MB)", flush=True)
+    steps = [("ingest comtrade", lambda: detector_cmd(db, "ingest", "comtrade", str(csv_path)), repeat, fresh),
+             ("run --all-codes", lambda: detector_cmd(db, "run", "--all-codes"), repeat, None),
+             ("report (html)", lambda: detector_cmd(db, "report", "--format", "html", "--output",
+                                                    str(work / "report.html")), repeat, None),
+             ("export", lambda: detector_cmd(db, "export", "--out", str(work / "export")), repeat, None)]
+    if pandas:
+        steps.append(("pandas peer (median/MAD z)", lambda: [
+            sys.executable, str(Path(__file__).resolve()), "--pandas-peer", str(csv_path)], 1, None))
+    for label, make_cmd, runs, before in steps:
+        done({**measure(label, make_cmd, runs, before), "rows": n})
+
+
+def table(results: list[dict]) -> list[str]:
+    lines = ["| Rows | Step | Time (median) | Runs | Rows/s | Peak RSS |", "|---:|---|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['rows']:,} | {r['step']} | {r['seconds']:.1f} s | {r['runs']} | "
+                     f"{r['rows'] / r['seconds']:,.0f} | {r['peak'] / 2**20:,.0f} MiB |")
+    return lines
+
+
+def summary(results: list[dict]) -> list[str]:
+    by = {(r["rows"], r["step"]): r for r in results}
+    sizes = sorted({r["rows"] for r in results})
+    out = []
+    for n in sizes:
+        ingest, run = by.get((n, "ingest comtrade")), by.get((n, "run --all-codes"))
+        peer = by.get((n, "pandas peer (median/MAD z)"))
+        if not (ingest and run):
+            continue
+        parts = [f"{n:,} rows: ingest {ingest['seconds']:.1f} s ({n / ingest['seconds'] / 1e6:.2f}M rows/s)",
+                 f"run of every detector over every code {run['seconds']:.1f} s (peak RSS "
+                 f"{run['peak'] / 2**30:.1f} GiB)"]
+        if peer:
+            parts.append(f"plain pandas median/MAD baseline alone {peer['seconds']:.0f} s "
+                         f"({peer['seconds'] / run['seconds']:.1f}x the whole run)")
+        out.append("- " + "; ".join(parts) + ".")
+    if len(sizes) > 1:
+        lo, hi = sizes[0], sizes[-1]
+        ratios = ", ".join(f"{step} {by[(hi, step)]['seconds'] / by[(lo, step)]['seconds']:.1f}x"
+                           for step in ("ingest comtrade", "run --all-codes", "report (html)", "export")
+                           if (hi, step) in by and (lo, step) in by)
+        out.append(f"- Growth from {lo:,} to {hi:,} rows ({hi / lo:.1f}x the data): {ratios}.")
+    return out
+
+
+def write_results(path: Path, results: list[dict], repeat: int) -> None:
+    info = machine()
+    lines = ["# Benchmark results", "",
+             "Generated by `make bench` (`bench/run.py`): a world-scale Comtrade-format CSV (about 5,000 HS6",
+             "codes, 200 economies, 36 months, Zipf-like corridors reported by both sides, a fifth of the rows",
+             "World totals), then each step in its own process, timed whole, with that process's peak RSS.", "",
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
+             f"Runs per step: {repeat} (median); the pandas peer runs once.", "", *table(results), "",
+             "## Summary", "", *summary(results), ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=int(os.environ.get("ROWS", 20_000_000)),
+                    help="largest size (default $ROWS or 20,000,000)")
+    ap.add_argument("--scales", help="comma-separated sizes (default 5,000,000 and --rows)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per step (median; default 3)")
+    ap.add_argument("--no-pandas", action="store_true", help="skip the pandas peer")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    ap.add_argument("--data", type=Path, default=DATA, help="folder of the generated files (reused)")
+    ap.add_argument("--work", type=Path, help="folder for warehouses and outputs (default: a temp folder)")
+    ap.add_argument("--pandas-peer", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.pandas_peer:
+        return pandas_peer(args.pandas_peer)
+    scales = ([int(x) for x in args.scales.split(",")] if args.scales
+              else sorted({min(5_000_000, args.rows), args.rows}))
+    work = args.work or Path(tempfile.mkdtemp(prefix="detector-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        def done(result: dict) -> None:  # the results file grows step by step
+            results.append(result)
+            write_results(args.out, results, args.repeat)
+
+        for rows in scales:
+            bench_scale(rows, args.repeat, work, args.data, not args.no_pandas, done)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print("\n".join(table(results) + [""] + summary(results)))
+    print(f"results written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def friendly_errors(func):
             if debug:
                 raise
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:  # output piped into `head` and closed early: not an error
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (nothing more may be written)
+            ctx.exit(0)
         except KeyboardInterrupt:
             raise click.ClickException("interrupted; nothing of the unfinished step was kept") from None
         except Exception as exc:  # an unexpected failure: still one line unless --debug
@@ -194,15 +198,17 @@ def detectors(obj: Context):
 @click.option("--to", "end", metavar="YYYY-MM", help="Last month to score (default: latest loaded).")
 @click.option("--detector", "names", multiple=True, help="Run only this detector (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Also write Parquet here.")
+@click.option("--all-codes", is_flag=True, help="Baselines over every HS code, not only the watchlist's (slower).")
 @click.pass_obj
 @friendly_errors
-def run_cmd(obj: Context, start, end, names, out):
+def run_cmd(obj: Context, start, end, names, out, all_codes):
     """Run the detectors over a window of months and store their alerts."""
     from detector.runner import run_detectors
 
     settings = _settings(obj)
     with obj.open() as wh:
-        result = run_detectors(wh, _window(start, end, wh), list(names) or None, settings)
+        result = run_detectors(wh, _window(start, end, wh), list(names) or None, settings,
+                               all_codes=all_codes)
         for line in result.lines():
             click.echo(line)
         if out:
@@ -362,9 +368,5 @@ def controls():
     _print_reference("controls", ["date", "country", "instrument", "commodities", "targets", "kind", "until"])
 
 
-def run() -> None:
-    main(prog_name="detector")
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main(prog_name="detector"))

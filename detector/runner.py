@@ -61,9 +61,10 @@ def default_window(wh: Warehouse) -> Window:
 
 
 def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] | None = None,
-                  settings: Settings | None = None, before_commit=None) -> RunResult:
+                  settings: Settings | None = None, before_commit=None, all_codes: bool = False) -> RunResult:
     """`before_commit(con, result)`, if given, runs inside the run's transaction after the alerts
-    are written: what it writes commits with them, and if it raises the run leaves nothing."""
+    are written: what it writes commits with them, and if it raises the run leaves nothing.
+    `all_codes`: the flow detectors' baselines cover every HS code, not only the watchlist's."""
     specs = registry.all_detectors()
     chosen = [registry.get(n) for n in names] if names else list(specs.values())
     settings = settings or Settings()
@@ -71,15 +72,19 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     result = RunResult(run_id=f"run-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", window=window)
     frames, extras = [], {}
-    for spec in chosen:
-        t0 = time.perf_counter()
-        df = conform(spec.detect(wh, window, settings.for_detector(spec)))
-        df = df.filter(pl.col("period").is_between(window.start, window.end))
-        if spec.extra_outputs is not None:
-            extras.update(spec.extra_outputs(wh, window, settings.for_detector(spec)))
-        result.seconds[spec.name] = time.perf_counter() - t0
-        result.counts[spec.name] = df.height
-        frames.append(df.with_columns(pl.lit(result.run_id).alias("run_id")))
+    wh.all_codes = all_codes  # read by the detectors' shared query helper
+    try:
+        for spec in chosen:
+            t0 = time.perf_counter()
+            df = conform(spec.detect(wh, window, settings.for_detector(spec)))
+            df = df.filter(pl.col("period").is_between(window.start, window.end))
+            if spec.extra_outputs is not None:
+                extras.update(spec.extra_outputs(wh, window, settings.for_detector(spec)))
+            result.seconds[spec.name] = time.perf_counter() - t0
+            result.counts[spec.name] = df.height
+            frames.append(df.with_columns(pl.lit(result.run_id).alias("run_id")))
+    finally:
+        wh.all_codes = False
     # Leads are drawn over every alert of the window, those of detectors not run now included, so
     # that a partial rerun keeps one consistent ranking.
     kept = wh.con.sql(

@@ -124,3 +124,17 @@ def test_sample_world_cases_load(tmp_path):
     p.write_text(json.dumps(plan_cases(3)))
     cases = load_cases(p)
     assert set(cases["label"]) == {"case", "decoy"} and cases.height >= 12
+
+
+def test_by_detector_scores_each_detector_alone(alerts, cases):
+    from detector.evaluate import evaluate_by_detector, format_by_detector
+
+    per = evaluate_by_detector(alerts, cases, top_k=2)
+    assert set(per) == {"third_country_surge", "transshipment", "mirror_gap", "unit_value", "new_corridor"}
+    # mirror_gap alone: L3 (0.9) then L4 (0.85) in its top 2, neither matches a case; L5 is third
+    assert per["mirror_gap"]["cases_found"] == 0
+    assert per["transshipment"]["cases_found"] == 1 and per["transshipment"]["precision_at_k"] == 1.0
+    # unit_value alone: L6 then L7 (the unit value case) make its top 2
+    assert [c["id"] for c in per["unit_value"]["cases"] if c["found"]] == ["uv"]
+    text = format_by_detector(per, evaluate(alerts, cases, top_k=2))
+    assert text.splitlines()[-1].split()[0] == "combined" and "recall@2" in text.splitlines()[0]

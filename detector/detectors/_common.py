@@ -14,8 +14,12 @@ NAMES_SQL = "SELECT iso3, name FROM countries"
 
 def query(wh: Warehouse, window: Window, sql: str, params: dict | None = None,
           all_codes: bool = False) -> pl.DataFrame:
-    """Run one detector query over the shared baselines; `$start`/`$end` are the window."""
-    prepare(wh, window, all_codes=all_codes)
+    """Run one detector query over the shared baselines; `$start`/`$end` are the window.
+
+    The baselines cover every HS code when the detector asks for it or the run does
+    (`run_detectors(all_codes=True)` sets `wh.all_codes`), else the watchlist's codes.
+    """
+    prepare(wh, window, all_codes=all_codes or getattr(wh, "all_codes", False))
     args = {"start": window.start, "end": window.end, **(params or {})}
     used = {k: v for k, v in args.items() if f"${k}" in sql}
     return wh.con.sql(sql, params=used).pl()

@@ -59,7 +59,7 @@ def _num(value) -> str:
 
 
 def _route(row: dict) -> str:
-    return " → ".join(c for c in (row["origin"] or "?", row["via"], row["destination"] or "?") if c)
+    return row["route"].replace(" -> ", " → ")
 
 
 def flatten_evidence(evidence: str | None) -> list[tuple[str, str]]:

@@ -102,7 +102,10 @@ def ranked_leads(wh, period=None, start=None, end=None, top: int | None = None,
         CAST(row_number() OVER (ORDER BY b.lead_strength DESC, b.period DESC, b.lead_key) AS INTEGER) AS rank,
         b.lead_key AS lead_id, b.lead_rank, b.period, b.commodity, b.hs_code,
         b.origin, b.via, b.destination,
-        concat_ws(' -> ', coalesce(b.origin, '?'), b.via, coalesce(b.destination, '?')) AS route,
+        -- without a suspected origin, the route starts at the shipping country of the flow
+        concat_ws(' -> ',
+                  coalesce(b.origin, CASE WHEN b.reporter = b.destination THEN b.partner ELSE b.reporter END, '?'),
+                  b.via, coalesce(b.destination, '?')) AS route,
         b.lead_strength AS score,
         CASE WHEN b.lead_strength >= {HIGH} THEN 'high' WHEN b.lead_strength >= {MEDIUM} THEN 'medium'
              ELSE 'low' END AS severity,

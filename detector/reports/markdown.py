@@ -16,7 +16,7 @@ def cell(value) -> str:
 
 
 def route(row: dict) -> str:
-    return " → ".join(c for c in (row["origin"] or "?", row["via"], row["destination"] or "?") if c)
+    return row["route"].replace(" -> ", " → ")
 
 
 def render_markdown(leads: pl.DataFrame, window: str) -> str:

@@ -27,7 +27,7 @@ SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "dim"}
 
 
 def short_route(row: dict) -> str:
-    return ">".join(c for c in (row["origin"] or "?", row["via"], row["destination"] or "?") if c)
+    return row["route"].replace(" -> ", ">")
 
 
 def render_text(leads: pl.DataFrame, window: str, color: bool = False, width: int = WIDTH) -> str:
