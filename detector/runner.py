@@ -6,7 +6,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 
@@ -69,7 +69,7 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
     chosen = [registry.get(n) for n in names] if names else list(specs.values())
     settings = settings or Settings()
     window = window or default_window(wh)
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    started = datetime.now(UTC).replace(tzinfo=None)
     result = RunResult(run_id=f"run-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", window=window)
     frames, extras = [], {}
     wh.all_codes = all_codes  # read by the detectors' shared query helper
@@ -118,7 +118,7 @@ def _store(wh: Warehouse, result: RunResult, chosen, settings: Settings, started
             before_commit(con, result)
         con.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'complete')",
-            [result.run_id, started, datetime.now(timezone.utc).replace(tzinfo=None), result.window.start,
+            [result.run_id, started, datetime.now(UTC).replace(tzinfo=None), result.window.start,
              result.window.end, settings.as_json(),
              json.dumps({s.name: s.version for s in chosen}), json.dumps(result.counts)],
         )

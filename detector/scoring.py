@@ -50,7 +50,7 @@ def stable_id(*parts: pl.Expr, length: int = 16) -> pl.Expr:
 
 
 def _md5(texts: pl.Series, length: int) -> pl.Series:
-    frame = pl.DataFrame({"t": texts})
+    frame = pl.DataFrame({"t": texts})  # noqa: F841 (read by DuckDB by name)
     return duckdb.sql(f"SELECT left(md5(t), {length}) AS id FROM frame").pl()["id"]
 
 

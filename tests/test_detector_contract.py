@@ -5,7 +5,6 @@ import json
 import shutil
 from datetime import date
 
-import polars as pl
 import pytest
 
 from detector.detectors import registry
