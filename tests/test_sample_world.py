@@ -226,3 +226,13 @@ def test_decoys_visible(world):
     s = _series(df, c["origin"], c["destination"], "X", c["hs_codes"][0])
     around = [_shift(c["start"], k) for k in (-3, -2, -1, 1, 2, 3)]
     assert s.get(c["start"], 0) > 2.5 * _median(_vals(s, around))
+
+
+def test_a_range_too_short_for_the_cases_is_a_clear_error(tmp_path):
+    from detector.errors import DetectorError
+    from detector.sample import generate_world
+
+    with pytest.raises(DetectorError, match=r"2022-06\.\.2025-04 is too short .* cover at least 2022-01\.\.2025-04"):
+        generate_world(tmp_path, start="2022-06", end="2025-04")
+    with pytest.raises(DetectorError, match="'2025-13' is not a month"):
+        generate_world(tmp_path, start="2021-01", end="2025-13")

@@ -313,10 +313,29 @@ def plan_cases(seed: int = 7, start: str = "2021-01", end: str = "2025-12") -> l
     return _draw(seed, start, end)[2].records
 
 
+# The planted cases follow the real control timeline (the December 2024 US ban above all): a range
+# must hold enough history before the controls and enough months after the ban (checked ranges).
+COVERING_RANGES = [("2022-01", "2025-04"), ("2023-01", "2025-12")]
+
+
+def _check_range(start: str, end: str) -> None:
+    from detector.errors import DetectorError
+
+    for label in (start, end):
+        parts = label.split("-")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 1 <= int(parts[1]) <= 12:
+            raise DetectorError(f"sample world: '{label}' is not a month like 2025-03")
+    if not any(start <= lo and end >= hi for lo, hi in COVERING_RANGES):
+        ranges = " or ".join(f"{lo}..{hi}" for lo, hi in COVERING_RANGES)
+        raise DetectorError(f"sample world: {start}..{end} is too short for the planted cases; "
+                            f"cover at least {ranges}")
+
+
 def generate_world(out_dir, seed: int = 7, start: str = "2021-01", end: str = "2025-12") -> dict:
     """Write comtrade_monthly.csv and cases.json for one seed; the same seed gives the same bytes."""
     from detector.sample import cases as case_mod
 
+    _check_range(start, end)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     w, cor, plan, (r_case, r_flow, r_rep, r_avail) = _draw(seed, start, end)
