@@ -64,28 +64,25 @@ def _scored(wh, window: Window, settings: Settings) -> tuple[pl.DataFrame, pl.Da
     return feats, scored
 
 
-# The last scoring per (warehouse, window, settings): detect() and score_declarations() in one run
-# share it instead of training the models twice.
-_LAST: dict = {}
+# The scoring of the last detect(), handed to extra_outputs() of the same run (and only to it) so the
+# models are not trained twice; any other call scores afresh.
+_HANDOVER: dict = {}
 
 
-def _scored_once(wh, window: Window, settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
-    key = (id(wh), wh.path, window, settings)
-    if key not in _LAST:
-        _LAST.clear()
-        _LAST[key] = _scored(wh, window, settings)
-    return _LAST[key]
+def _lines(scored: pl.DataFrame) -> pl.DataFrame:
+    return scored.select("source", "declaration_id", "period", "score", "rank", "reasons").sort("period", "rank")
 
 
 def score_declarations(wh, window: Window, settings: Settings | None = None) -> pl.DataFrame:
     """One row per declaration line of the window: declaration_id, period, score (0..1), rank, reasons."""
-    settings = settings or Settings()
-    _, scored = _scored_once(wh, window, settings)
-    return scored.select("source", "declaration_id", "period", "score", "rank", "reasons").sort("period", "rank")
+    _, scored = _scored(wh, window, settings or Settings())
+    return _lines(scored)
 
 
 def extra_outputs(wh, window: Window, settings: Settings) -> dict[str, pl.DataFrame]:
-    return {"declaration_scores": score_declarations(wh, window, settings)}
+    handed = _HANDOVER.pop((id(wh), window, settings), None)
+    scored = handed if handed is not None else _scored(wh, window, settings)[1]
+    return {"declaration_scores": _lines(scored)}
 
 
 def _roll_up(lines: pl.DataFrame, keys: list[str], kind: str, settings: Settings) -> pl.DataFrame:
@@ -115,7 +112,9 @@ def _roll_up(lines: pl.DataFrame, keys: list[str], kind: str, settings: Settings
 
 
 def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    feats, scored = _scored_once(wh, window, settings)
+    feats, scored = _scored(wh, window, settings)
+    _HANDOVER.clear()
+    _HANDOVER[(id(wh), window, settings)] = scored
     if scored.height == 0:
         return empty_output()
     lines = scored.join(feats, on=["source", "declaration_id", "period"], how="left").with_columns(
