@@ -293,7 +293,7 @@ def evaluate(obj: Context, cases, top_k, fmt, by_detector):
 
     known = load_cases(cases)
     with obj.open(read_only=True) as wh:
-        alerts = wh.con.sql("SELECT * FROM alerts").pl()
+        alerts = wh.frame("SELECT * FROM alerts")
     combined = score_cases(alerts, known, top_k=top_k)
     click.echo(format_evaluation(combined, fmt))
     if by_detector and fmt == "text":

@@ -43,7 +43,7 @@ def run_demo(db: str | Path, out: str | Path, seed: int = 7, settings=None, echo
         render_report(wh, "html", output=html, top=50)
         parquet = out / "parquet"
         export_parquet(wh, parquet)
-        alerts = wh.con.sql("SELECT * FROM alerts").pl()
+        alerts = wh.frame("SELECT * FROM alerts")
     scores = evaluate(alerts, load_cases(world / "cases.json"), top_k=25)
     echo(format_evaluation(scores, "text"))
     (out / "evaluation.json").write_text(json.dumps(scores, indent=2, default=str))

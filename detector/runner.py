@@ -87,10 +87,10 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
         wh.all_codes = False
     # Leads are drawn over every alert of the window, those of detectors not run now included, so
     # that a partial rerun keeps one consistent ranking.
-    kept = wh.con.sql(
+    kept = wh.frame(
         f"SELECT {', '.join(DETECTOR_OUTPUT_SCHEMA)}, run_id FROM alerts "
         "WHERE period BETWEEN $start AND $end AND NOT list_contains($run, detector)",
-        params={"start": window.start, "end": window.end, "run": [s.name for s in chosen]}).pl()
+        {"start": window.start, "end": window.end, "run": [s.name for s in chosen]})
     frames.append(kept.cast({k: v for k, v in DETECTOR_OUTPUT_SCHEMA.items()}))
     families = {name: spec.evidence_family for name, spec in specs.items()}
     combined = pl.concat(frames, how="vertical_relaxed")

@@ -141,6 +141,12 @@ class Warehouse:
     def schema_version(self) -> int:
         return int(self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()[0][0])
 
+    def frame(self, sql: str, params: dict | list | None = None):
+        """A query's result as a Polars frame. An earlier execute() whose rows were not all read
+        would make DuckDB refuse the query, so that one is finished first."""
+        self.con.complete()
+        return self.con.sql(sql, params=params).pl()
+
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """All or nothing: commit on success, roll back on any exception."""

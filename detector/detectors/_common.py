@@ -22,7 +22,7 @@ def query(wh: Warehouse, window: Window, sql: str, params: dict | None = None,
     prepare(wh, window, all_codes=all_codes or getattr(wh, "all_codes", False))
     args = {"start": window.start, "end": window.end, **(params or {})}
     used = {k: v for k, v in args.items() if f"${k}" in sql}
-    return wh.con.sql(sql, params=used).pl()
+    return wh.frame(sql, used)
 
 
 def usd(expr: pl.Expr) -> pl.Expr:
