@@ -271,7 +271,11 @@ def write_results(path: Path, results: list[dict], repeat: int) -> None:
              "World totals), then each step in its own process, timed whole, with that process's peak RSS.", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
              f"Runs per step: {repeat} (median); the pandas peer runs once.", "", *table(results), "",
-             "## Summary", "", *summary(results), ""]
+             "## Summary", "", *summary(results), "",
+             "## Time per detector (last run --all-codes of each size)", ""]
+    for r in results:
+        if r["step"] == "run --all-codes":
+            lines += [f"{r['rows']:,} rows:", "", "```", *r["output"].splitlines(), "```", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 

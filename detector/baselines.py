@@ -165,7 +165,14 @@ def prepare(wh: Warehouse, window: Window, all_codes: bool = False) -> None:
     con.execute(HS_BRIDGE_SQL, [str(reference_path("hs_concordance.csv"))])
     con.execute(SCOPE_CODES_SQL)
     con.execute(CONTROL_EVENTS_SQL)
-    params = {"lo": months_back(window.start, HISTORY_MONTHS), "hi": window.end, "all_codes": all_codes}
+    # The month grid starts at the first month anything was loaded or reported, not before: earlier
+    # grid months are empty for every series and change no statistic (the windows count rows with
+    # data only), but would make the grid up to twice as long.
+    first = con.execute(
+        """SELECT least((SELECT min(period) FROM flows WHERE freq = 'M'),
+                        (SELECT min(period) FROM reporting WHERE freq = 'M'))""").fetchone()[0]
+    lo = months_back(window.start, HISTORY_MONTHS)
+    params = {"lo": max(lo, first) if first else lo, "hi": window.end, "all_codes": all_codes}
     con.execute(CORRIDOR_MONTHS_SQL, params)
     con.execute(STATS_SQL.format(src="corridor_months", dst="corridor_stats", key="hs_code"))
     con.execute(COMMODITY_MONTHS_SQL)
