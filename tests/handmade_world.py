@@ -62,6 +62,22 @@ def background(hs: str, seed: int = 1) -> list[Corridor]:
     return [Corridor(e, i, hs, level(300_000 * (k + 1), seed=seed * 100 + k)) for k, (e, i) in enumerate(pairs)]
 
 
+def ramp(base: float, start: int, factor: float, seed: int) -> np.ndarray:
+    """`base` with noise, times `factor` from month `start` on."""
+    s = level(base, seed=seed)
+    s[start:] *= factor
+    return s
+
+
+def thai_triangle(hs: str = "282580") -> list[Corridor]:
+    """China -> Thailand -> USA after the December 2024 ban: the hub leg 8x, its feeder 6x from the
+    month before, the direct route down 97%."""
+    ban = month_index("2024-12")
+    return [Corridor("CHN", "THA", hs, ramp(300_000, ban - 1, 6.0, seed=1)),
+            Corridor("THA", "USA", hs, ramp(200_000, ban, 8.0, seed=2)),
+            Corridor("CHN", "USA", hs, ramp(3_000_000, ban, 0.03, seed=3))]
+
+
 def write_world(folder: Path, corridors: list[Corridor]) -> Path:
     keys = [(c.exporter, c.importer, c.hs) for c in corridors]
     assert len(keys) == len(set(keys)), "a corridor is given twice"

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from detector.cli import main
 from detector.warehouse import SCHEMA_VERSION, Warehouse
-from tests.handmade_world import Corridor, background, level, month_index, write_world
+from tests.handmade_world import background, thai_triangle, write_world
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -31,16 +31,7 @@ def test_every_command_has_help_and_is_in_the_readme(name, cmd):
 
 @pytest.fixture
 def world(tmp_path):
-    ban = month_index("2024-12")
-    hub = level(200_000, seed=2)
-    hub[ban:] *= 8
-    feeder = level(300_000, seed=1)
-    feeder[ban - 1:] *= 6
-    direct = level(3_000_000, seed=3)
-    direct[ban:] *= 0.03
-    corridors = [Corridor("CHN", "THA", "282580", feeder), Corridor("THA", "USA", "282580", hub),
-                 Corridor("CHN", "USA", "282580", direct), *background("282580")]
-    csv = write_world(tmp_path / "files", corridors)
+    csv = write_world(tmp_path / "files", [*thai_triangle(), *background("282580")])
     cases = tmp_path / "cases.csv"
     cases.write_text("origin,via,destination,hs_prefix,start,end\nCHN,THA,USA,2825,2024-12,2025-06\n")
     return tmp_path, csv, cases

@@ -7,7 +7,16 @@ import pytest
 
 from detector.detectors import registry
 from detector.detectors.base import Window
-from tests.handmade_world import MONTHS, Corridor, background, level, load_world, month_index
+from tests.handmade_world import (
+    MONTHS,
+    Corridor,
+    background,
+    level,
+    load_world,
+    month_index,
+    ramp,
+    thai_triangle,
+)
 
 ANTIMONY_OXIDE = "282580"
 WINDOW = Window(__import__("datetime").date(2023, 1, 1), __import__("datetime").date(2025, 6, 1))
@@ -18,13 +27,6 @@ def run(wh, name, **overrides):
     spec = registry.get(name)
     settings = spec.settings_class(**overrides)
     return spec.detect(wh, WINDOW, settings)
-
-
-def ramp(base, start, factor, seed):
-    """`base` until month `start`, then `factor` times it."""
-    s = level(base, seed=seed)
-    s[start:] *= factor
-    return s
 
 
 def routes(df):
@@ -38,9 +40,7 @@ def triangle_world(tmp_path):
     seasonal = level(400_000, seed=9)
     seasonal[[t for t in range(MONTHS) if t % 12 in (0, 1)]] *= 6  # January and February peaks, every year
     corridors = [
-        Corridor("CHN", "THA", ANTIMONY_OXIDE, ramp(300_000, BAN - 1, 6.0, seed=1)),
-        Corridor("THA", "USA", ANTIMONY_OXIDE, ramp(200_000, BAN, 8.0, seed=2)),
-        Corridor("CHN", "USA", ANTIMONY_OXIDE, ramp(3_000_000, BAN, 0.03, seed=3)),
+        *thai_triangle(ANTIMONY_OXIDE),
         Corridor("CHN", "MEX", ANTIMONY_OXIDE, level(250_000, seed=4)),           # flat: no feeder
         Corridor("MEX", "USA", ANTIMONY_OXIDE, ramp(150_000, BAN, 6.0, seed=5)),  # grows from own production
         Corridor("KOR", "ITA", ANTIMONY_OXIDE, seasonal),

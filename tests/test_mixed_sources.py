@@ -11,23 +11,16 @@ from detector.detectors.base import Window
 from detector.ingest.baci import load_baci
 from detector.ingest.census import load_census
 from detector.ingest.comext import load_comext
-from tests.handmade_world import MONTHS, Corridor, background, level, load_world, month_index, month_label
+from tests.handmade_world import MONTHS, background, load_world, month_index, month_label, thai_triangle
 
 CENSUS_HEADER = ["CTY_CODE", "CTY_NAME", "I_COMMODITY", "GEN_VAL_MO", "GEN_CIF_MO", "GEN_QY1_MO", "UNIT_QY1",
                  "SUMMARY_LVL", "COMM_LVL", "time"]
 
 
 def test_detectors_on_comtrade_census_comext_and_baci(tmp_path):
-    ban = month_index("2024-12")
-    hub = level(200_000, seed=2)
-    hub[ban:] *= 8
-    feeder = level(300_000, seed=1)
-    feeder[ban - 1:] *= 6
-    direct = level(3_000_000, seed=3)
-    direct[ban:] *= 0.03
-    corridors = [Corridor("CHN", "THA", "282580", feeder), Corridor("THA", "USA", "282580", hub),
-                 Corridor("CHN", "USA", "282580", direct), *background("282580")]
-    wh = load_world(tmp_path, corridors)
+    triangle = thai_triangle()
+    hub = triangle[1].usd
+    wh = load_world(tmp_path, [*triangle, *background("282580")])
     # The US's own statistics for its imports from Thailand, in two HS10 lines, every month.
     census_rows = [CENSUS_HEADER]
     for t in range(MONTHS):

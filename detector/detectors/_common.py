@@ -56,3 +56,11 @@ def name_of(expr: pl.Expr, names: dict[str, str]) -> pl.Expr:
 def evidence_json(*cols: str) -> pl.Expr:
     """Evidence JSON from named columns (numbers rounded to 4 significant places by the encoder)."""
     return pl.struct([pl.col(c) for c in cols]).struct.json_encode()
+
+
+def reporter_partner(exporter: str = "exporter", importer: str = "importer") -> list[pl.Expr]:
+    """`reporter` and `partner` of the book the series was read from (`side`: the importer's M or
+    the exporter's X), so an analyst can find the figure in that country's statistics."""
+    from_m = pl.col("side") == "M"
+    return [pl.when(from_m).then(pl.col(importer)).otherwise(pl.col(exporter)).alias("reporter"),
+            pl.when(from_m).then(pl.col(exporter)).otherwise(pl.col(importer)).alias("partner")]

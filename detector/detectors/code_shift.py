@@ -10,7 +10,17 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
-from detector.detectors._common import country_names, evidence_json, month, name_of, pct, query, times, usd
+from detector.detectors._common import (
+    country_names,
+    evidence_json,
+    month,
+    name_of,
+    pct,
+    query,
+    reporter_partner,
+    times,
+    usd,
+)
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 SQL = """
@@ -84,8 +94,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         pl.col("to_code").alias("hs_code"),
         pl.col("controlling_country").alias("origin"),
         pl.col("importer").alias("destination"),
-        pl.when(pl.col("side") == "M").then(pl.col("importer")).otherwise(pl.col("exporter")).alias("reporter"),
-        pl.when(pl.col("side") == "M").then(pl.col("exporter")).otherwise(pl.col("importer")).alias("partner"),
+        *reporter_partner(),
         pl.col("to_usd").alias("observed"), pl.col("to_usd_usual").alias("expected"),
     )
     exp_, imp = name_of(pl.col("exporter"), names), name_of(pl.col("importer"), names)

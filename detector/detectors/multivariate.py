@@ -20,7 +20,7 @@ import polars as pl
 
 from detector import scoring
 from detector.baselines import months_back
-from detector.detectors._common import country_names, month, name_of, query, usd
+from detector.detectors._common import country_names, month, name_of, query, reporter_partner, usd
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 FEATURES = {
@@ -148,8 +148,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
          * settings.weight * (0.7 + 0.15 * (pl.col("months_elevated") - 1).clip(0, 2))).clip(0, 1).alias("score"),
         pl.lit("multivariate").alias("detector"),
         pl.col("importer").alias("destination"),
-        pl.when(pl.col("side") == "M").then(pl.col("importer")).otherwise(pl.col("exporter")).alias("reporter"),
-        pl.when(pl.col("side") == "M").then(pl.col("exporter")).otherwise(pl.col("importer")).alias("partner"),
+        *reporter_partner(),
         pl.col("usd").alias("observed"), pl.col("usd_expected").alias("expected"),
         pl.struct(names + ["tail", "reason_1", "reason_2"]).struct.json_encode().alias("evidence"),
         pl.format("{} -> {} {} (HS {}) in {} ({}) is rarer than {} of corridor-months in the last {} months "

@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
-from detector.detectors._common import country_names, evidence_json, month, name_of, query, usd
+from detector.detectors._common import (
+    country_names,
+    evidence_json,
+    month,
+    name_of,
+    query,
+    reporter_partner,
+    usd,
+)
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 SQL = """
@@ -78,8 +86,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         pl.when(pl.col("exporter") != pl.col("controlling_country")).then(pl.col("controlling_country")).alias("origin"),
         pl.when(pl.col("exporter") != pl.col("controlling_country")).then(pl.col("exporter")).alias("via"),
         pl.col("importer").alias("destination"),
-        pl.when(pl.col("side") == "M").then(pl.col("importer")).otherwise(pl.col("exporter")).alias("reporter"),
-        pl.when(pl.col("side") == "M").then(pl.col("exporter")).otherwise(pl.col("importer")).alias("partner"),
+        *reporter_partner(),
         pl.col("usd").alias("observed"), pl.col("usd_max_before").fill_null(0.0).alias("expected"),
         pl.format("{} began shipping {} (HS {}) to {} in {} after at least {} months without trade on this route; "
                   "{} in {}, {} of {}'s imports of the code that month.",

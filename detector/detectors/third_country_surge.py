@@ -16,7 +16,16 @@ import polars as pl
 
 from detector import scoring
 from detector.baselines import LATEST_CONTROL_SQL
-from detector.detectors._common import country_names, evidence_json, month, name_of, query, times, usd
+from detector.detectors._common import (
+    country_names,
+    evidence_json,
+    month,
+    name_of,
+    query,
+    reporter_partner,
+    times,
+    usd,
+)
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 SQL = f"""
@@ -116,8 +125,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
                       "control_date").alias("evidence"),
     )
     df = df.with_columns(
-        pl.when(pl.col("side") == "M").then(pl.col("destination")).otherwise(pl.col("via")).alias("reporter"),
-        pl.when(pl.col("side") == "M").then(pl.col("via")).otherwise(pl.col("destination")).alias("partner"),
+        *reporter_partner("via", "destination"),
         pl.col("usd").alias("observed"), pl.col("usd_expected").alias("expected"),
     )
     return conform(df)

@@ -17,7 +17,17 @@ import polars as pl
 
 from detector import scoring
 from detector.baselines import LATEST_CONTROL_SQL
-from detector.detectors._common import country_names, evidence_json, month, name_of, pct, query, times, usd
+from detector.detectors._common import (
+    country_names,
+    evidence_json,
+    month,
+    name_of,
+    pct,
+    query,
+    reporter_partner,
+    times,
+    usd,
+)
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 # The triangle over one kind of series: the same HS code through the hub, or the whole commodity
@@ -155,8 +165,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         evidence_json("hub_now", "hub_usual", "hub_growth", "hub_z", "months_elevated", "feed_now", "feed_usual",
                       "origin_growth", "direct_now", "direct_usual", "direct_loss", "pass_through", "excess_flow",
                       "control_date").alias("evidence"),
-        pl.when(pl.col("side") == "M").then(pl.col("destination")).otherwise(pl.col("via")).alias("reporter"),
-        pl.when(pl.col("side") == "M").then(pl.col("via")).otherwise(pl.col("destination")).alias("partner"),
+        *reporter_partner("via", "destination"),
         pl.col("hub_now").alias("observed"), pl.col("hub_usual").alias("expected"),
     )
     return conform(df)

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
-from detector.detectors._common import country_names, evidence_json, month, name_of, pct, query, usd
+from detector.detectors._common import (
+    country_names,
+    evidence_json,
+    month,
+    name_of,
+    pct,
+    query,
+    reporter_partner,
+    usd,
+)
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 SQL = """
@@ -73,8 +82,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         (scoring.evidence(pl.col("z_hist").abs()) * scoring.size(pl.col("value_gap")) * context).clip(0, 1).alias("score"),
         pl.lit("unit_value").alias("detector"),
         pl.col("importer").alias("destination"),
-        pl.when(pl.col("side") == "M").then(pl.col("importer")).otherwise(pl.col("exporter")).alias("reporter"),
-        pl.when(pl.col("side") == "M").then(pl.col("exporter")).otherwise(pl.col("importer")).alias("partner"),
+        *reporter_partner(),
         pl.col("usd").alias("observed"), pl.col("value_at_world_price").alias("expected"),
         pl.format("{} (HS {}) from {} to {} in {} was declared at USD {}/kg, {} of that month's world price of "
                   "USD {}/kg (robust z {} against the route's own history); {} at the world price would be {}.",
