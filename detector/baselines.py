@@ -27,7 +27,10 @@ CORRIDOR_MONTHS_SQL = """
 CREATE OR REPLACE TEMP TABLE corridor_months AS
 WITH bridged AS (   -- older HS revisions' codes carried onto their HS2022 successor
     SELECT coalesce(b.to_code, f.hs_code) AS hs_code, f.period, f.reporter, f.partner, f.flow,
-           f.value_usd, f.net_weight_kg
+           f.value_usd, f.net_weight_kg, f.partner2,
+           -- a total over consignment countries next to its breakdown: the total alone counts
+           bool_or(f.partner2 IS NULL) OVER (PARTITION BY f.source, f.hs_code, f.period, f.reporter, f.partner,
+                                             f.flow) AS has_total
     FROM flows_preferred f   -- one source per reporter and month, codes rolled up to HS6
     LEFT JOIN hs_bridge b ON b.from_code = f.hs_code AND f.hs_revision IS DISTINCT FROM 'HS2022'
     WHERE f.freq = 'M' AND f.flow IN ('M', 'X') AND f.period BETWEEN $lo AND $hi
@@ -36,8 +39,8 @@ monthly AS (
     SELECT hs_code, period, reporter, partner, flow, CAST(sum(CAST(value_usd AS DECIMAL(38, 3))) AS DOUBLE) AS usd,
            CAST(sum(CAST(net_weight_kg AS DECIMAL(38, 3))) AS DOUBLE) AS kg
     FROM bridged
-    WHERE $all_codes OR hs_code IN (SELECT hs_code FROM scope_codes)
-    GROUP BY ALL
+    WHERE ($all_codes OR hs_code IN (SELECT hs_code FROM scope_codes)) AND (partner2 IS NULL OR NOT has_total)
+    GROUP BY hs_code, period, reporter, partner, flow
 ),
 sides AS (
     SELECT hs_code, period,

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import polars as pl
 import pytest
 
 from detector.detectors import registry
@@ -173,3 +174,45 @@ def test_multivariate_puts_the_triangle_hub_at_the_top(triangle_world):
     top = df.sort("score", descending=True).row(0, named=True)
     assert (top["partner"], top["destination"]) in {("THA", "USA"), ("CHN", "THA"), ("CHN", "USA")}
     assert "mostly for its" in top["explanation"]
+
+
+@pytest.fixture
+def consignment_world(tmp_path):
+    from tests.comtrade_files import row, write
+    from tests.handmade_world import month_label
+
+    corridors = [Corridor("THA", "USA", ANTIMONY_OXIDE, level(400_000, seed=51)),
+                 Corridor("DEU", "USA", ANTIMONY_OXIDE, level(500_000, seed=52)),
+                 *background(ANTIMONY_OXIDE)]
+    wh = load_world(tmp_path, corridors)
+    steady = level(300_000, seed=53)
+    rows = []
+    for t in range(MONTHS):
+        label = month_label(t)
+        # German goods consigned from the Netherlands every month: ordinary, not news
+        rows.append(row("USA", "DEU", "M", cmd=ANTIMONY_OXIDE, period=label, value=round(steady[t]), partner2="NLD"))
+        if label in ("202502", "202503", "202504"):
+            # "Thai" antimony oxide consigned from China: the origin on the US books may be false
+            rows.append(row("USA", "THA", "M", cmd=ANTIMONY_OXIDE, period=label, value=900_000.0, partner2="CHN"))
+        if label >= "202501":
+            # Chinese-origin goods suddenly consigned from Malaysia
+            rows.append(row("USA", "CHN", "M", cmd=ANTIMONY_OXIDE, period=label, value=1_200_000.0, partner2="MYS"))
+        elif t % 6 == 0:
+            rows.append(row("USA", "CHN", "M", cmd=ANTIMONY_OXIDE, period=label, value=60_000.0, partner2="MYS"))
+    from detector.ingest.comtrade import load_comtrade
+
+    load_comtrade(wh, [write(tmp_path / "consignment.csv", rows)])
+    yield wh
+    wh.close()
+
+
+def test_mirror_gap_checks_origin_against_consignment(consignment_world):
+    df = run(consignment_world, "mirror_gap")
+    found = {(r["origin"], r["via"], r["destination"], json.loads(r["evidence"]).get("false_origin"))
+             for r in df.iter_rows(named=True)}
+    assert ("CHN", "THA", "USA", True) in found       # consigned from China, declared Thai
+    assert ("CHN", "MYS", "USA", False) in found      # Chinese goods rerouted via Malaysia
+    assert not [f for f in found if "NLD" in f or "DEU" in f]
+    false_origin = df.filter(pl.col("via") == "THA")
+    assert set(false_origin["period"].dt.strftime("%Y-%m")) == {"2025-02", "2025-03", "2025-04"}
+    assert (false_origin["score"] > 0.5).all() and "may be false" in false_origin["explanation"][0]

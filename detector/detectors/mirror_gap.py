@@ -8,6 +8,11 @@ median and MAD of the log ratio), so a pair that always differs by 20% is not ne
 Imports far above the partner's exports suggest goods of another origin declared as the partner's
 (the suspected true origin is the commodity's controlling country when it is not the partner);
 exports far above the importer's imports suggest goods declared for one destination and diverted.
+
+Where the importer also reports the country of consignment (`partner2`), the origin it records is
+checked against it: goods consigned from the controlling country but declared as of another origin
+(a false origin on the importer's own books), and goods of the controlling country's origin
+consigned from a third country in amounts far above the route's usual level (rerouting).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
+from detector.baselines import months_back
 from detector.detectors._common import country_names, evidence_json, month, name_of, query, times, usd
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
@@ -71,12 +77,73 @@ class Settings:
     min_history: int = field(default=6, metadata={"doc": "earlier months with both books"})
 
 
+# Imports whose recorded origin differs from the consignment country, per route and month.
+CONSIGNMENT_SQL = """
+WITH consigned AS (
+    SELECT f.hs_code, f.reporter AS importer, f.partner AS declared_origin, f.partner2 AS consignment, f.period,
+           CAST(sum(CAST(f.value_usd AS DECIMAL(38, 3))) AS DOUBLE) AS usd
+    FROM flows_preferred f
+    WHERE f.freq = 'M' AND f.flow = 'M' AND f.partner2 IS NOT NULL AND f.partner2 <> f.partner
+      AND f.period BETWEEN $history_start AND $end
+    GROUP BY ALL
+),
+judged AS (   -- the route's usual monthly value over the year before (months without a row count as 0)
+    SELECT c.*, sc.commodity, sc.controlling_country,
+           coalesce(sum(c.usd) OVER w, 0) / 12 AS usual
+    FROM consigned c JOIN scope_codes sc USING (hs_code)
+    WHERE sc.commodity IS NOT NULL
+    WINDOW w AS (PARTITION BY c.hs_code, c.importer, c.declared_origin, c.consignment ORDER BY c.period
+                 RANGE BETWEEN INTERVAL 12 MONTH PRECEDING AND INTERVAL 1 MONTH PRECEDING)
+)
+SELECT *, consignment = controlling_country AS false_origin
+FROM judged
+WHERE period BETWEEN $start AND $end AND usd >= $min_gap_usd
+  AND ((consignment = controlling_country AND declared_origin <> controlling_country)
+       OR (declared_origin = controlling_country AND usd >= $min_ratio * greatest(usual, $floor_usd)))
+"""
+
+
+def _consignment(wh, window: Window, settings: Settings) -> pl.DataFrame:
+    df = query(wh, window, CONSIGNMENT_SQL, {
+        "history_start": months_back(window.start, 12), "min_gap_usd": settings.min_gap_usd,
+        "min_ratio": settings.min_ratio, "floor_usd": settings.floor_usd})
+    if df.height == 0:
+        return empty_output()
+    names = country_names(wh)
+    imp, declared, consigned = (name_of(pl.col(c), names) for c in ("importer", "declared_origin", "consignment"))
+    growth = pl.col("usd") / pl.col("usual").clip(lower_bound=settings.floor_usd)
+    # A false origin on the importer's own books is strong evidence; rerouting grows with the jump.
+    strength = pl.when(pl.col("false_origin")).then(8.0).otherwise(2.0 + 2.0 * growth.log(2))
+    df = df.with_columns(
+        (scoring.evidence(strength) * scoring.size(pl.col("usd"))
+         * pl.when(pl.col("false_origin")).then(1.0).otherwise(0.7)).clip(0, 1).alias("score"),
+        pl.lit("mirror_gap").alias("detector"),
+        pl.col("controlling_country").alias("origin"),
+        pl.when(pl.col("false_origin")).then(pl.col("declared_origin")).otherwise(pl.col("consignment")).alias("via"),
+        pl.col("importer").alias("destination"), pl.col("importer").alias("reporter"),
+        pl.col("declared_origin").alias("partner"),
+        pl.col("usd").alias("observed"), pl.col("usual").alias("expected"),
+        pl.when(pl.col("false_origin"))
+        .then(pl.format("{} recorded {} of {} (HS {}) in {} as of {} origin, but consigned from {}: the origin may "
+                        "be false.", imp, usd(pl.col("usd")), pl.col("commodity"), pl.col("hs_code"),
+                        month(pl.col("period")), declared, consigned))
+        .otherwise(pl.format("{} recorded {} of {}-origin {} (HS {}) consigned from {} in {}, {} the route's usual "
+                             "monthly level of {}: goods of the controlling country routed through a third country.",
+                             imp, usd(pl.col("usd")), declared, pl.col("commodity"), pl.col("hs_code"), consigned,
+                             month(pl.col("period")), times(growth), usd(pl.col("usual"))))
+        .alias("explanation"),
+        evidence_json("declared_origin", "consignment", "usd", "usual", "false_origin").alias("evidence"),
+    )
+    return conform(df)
+
+
 def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
+    consignment = _consignment(wh, window, settings)
     df = query(wh, window, SQL, {k: getattr(settings, k) for k in (
         "cif_factor", "min_ratio", "min_gap_usd", "floor_usd", "min_history")})
     df = df.filter(pl.col("z_gap").abs() >= settings.min_z)
     if df.height == 0:
-        return empty_output()
+        return consignment
     names = country_names(wh)
     imports_high = pl.col("log_gap") > pl.col("gap_med")
     df = df.with_columns(
@@ -115,7 +182,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         evidence_json("imports_reported", "exports_reported", "log_gap", "gap_med", "gap_mad", "z_gap", "gap_ratio",
                       "gap_usd", "n_hist").alias("evidence"),
     )
-    return conform(df)
+    return pl.concat([conform(df), consignment])
 
 
 SPEC = DetectorSpec(
