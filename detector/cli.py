@@ -214,11 +214,19 @@ def run_cmd(obj: Context, start, end, names, out, all_codes):
         if out:
             from detector.export import export_parquet
 
-            written = export_parquet(wh, out, periods=None)
-            click.echo(f"Parquet written under {out} ({written})")
+            months = wh.frame("SELECT DISTINCT period FROM flows WHERE period BETWEEN $a AND $b",
+                              {"a": result.window.start, "b": result.window.end})["period"].to_list()
+            click.echo(_export_line(out, export_parquet(wh, out, periods=months)))  # the run's months only
 
 
 # ---------------------------------------------------------------- reports and exports
+def _export_line(out: Path, result: dict) -> str:
+    from detector.export import DATASETS
+
+    counts = ", ".join(f"{name}/ {result[name]['rows']:,} rows in {result[name]['partitions']} partitions"
+                       for name in DATASETS if name in result)
+    return f"Parquet under {out} for {len(result['periods'])} months: {counts}"
+
 @main.command()
 @click.option("--period", metavar="YYYY-MM", help="One month.")
 @click.option("--from", "start", metavar="YYYY-MM", help="First month.")
@@ -257,8 +265,7 @@ def export(obj: Context, out):
 
     with obj.open(read_only=True) as wh:
         result = export_parquet(wh, out)
-    for name, info in result.get("datasets", {}).items():
-        click.echo(f"{out}/{name}: {info}")
+    click.echo(_export_line(out, result))
 
 
 @main.command()

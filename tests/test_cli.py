@@ -47,7 +47,7 @@ def test_load_run_report_export_evaluate(world):
     db = tmp / "w.duckdb"
     assert cli("--db", db, "ingest", "comtrade", csv)[0] == 0
     code, out = cli("--db", db, "run", "--from", "2024-06", "--to", "2025-06", "--out", tmp / "parquet")
-    assert code == 0 and "transshipment" in out and "Parquet written" in out
+    assert code == 0 and "transshipment" in out and "Parquet under" in out and "alerts/ " in out
     code, out = cli("--db", db, "report", "--period", "2025-03", "--top", "3")
     assert code == 0 and "CHN>THA>USA" in out and max(len(line) for line in out.splitlines()) <= 80
     code, out = cli("--db", db, "report", "--from", "2025-01", "--to", "2025-06", "--format", "json")
