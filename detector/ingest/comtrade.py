@@ -58,35 +58,27 @@ HS_REVISIONS = {"H0": "HS1992", "H1": "HS1996", "H2": "HS2002", "H3": "HS2007", 
                 "H5": "HS2017", "H6": "HS2022"}
 
 # Maps the (possibly absent) source columns onto typed fields, then says what is wrong with a row.
+# The text columns of few distinct values (period parts, country codes, flow and breakdown codes,
+# commodity codes) are trimmed, typed and looked up once per distinct value in small tables joined
+# back to the rows; the numeric columns are cast as read (a cast ignores surrounding blanks, as trim
+# would), and their trimmed text is only made for the rows whose reject reason quotes it.
 PARSE_SQL = """
 CREATE OR REPLACE TEMP TABLE parsed AS
-WITH src AS (
-    SELECT row_no,
-           nullif(trim({freqCode}), '')            AS freq_txt,
-           nullif(trim({period}), '')              AS period_txt,
-           nullif(trim({refPeriodId}), '')         AS ref_period_id,
-           nullif(trim({refYear}), '')             AS ref_year,
-           nullif(trim({refMonth}), '')            AS ref_month,
-           nullif(trim({reporterCode}), '')        AS reporter_code,
-           upper(nullif(trim({reporterISO}), ''))  AS reporter_iso,
-           nullif(trim({partnerCode}), '')         AS partner_code,
-           upper(nullif(trim({partnerISO}), ''))   AS partner_iso,
-           nullif(trim({partner2Code}), '')        AS partner2_code,
-           upper(nullif(trim({partner2ISO}), ''))  AS partner2_iso,
-           upper(nullif(trim({flowCode}), ''))     AS flow_code,
-           regexp_replace(coalesce(trim({cmdCode}), ''), '[\\s.]', '', 'g') AS cmd_raw,
-           upper(nullif(trim({classificationCode}), '')) AS classification,
-           nullif(trim({customsCode}), '')         AS customs_code,
-           nullif(trim({motCode}), '')             AS mot_code,
-           nullif(trim({cifvalue}), '')            AS cif_txt,
-           nullif(trim({fobvalue}), '')            AS fob_txt,
-           nullif(trim({primaryValue}), '')        AS primary_txt,
-           nullif(trim({netWgt}), '')              AS weight_txt,
-           nullif(trim({qty}), '')                 AS qty_txt,
-           nullif(trim({qtyUnitAbbr}), '')         AS qty_unit
+WITH period_src AS (
+    SELECT DISTINCT {freqCode} AS k_freq, {period} AS k_period, {refPeriodId} AS k_ref_period_id,
+                    {refYear} AS k_ref_year, {refMonth} AS k_ref_month
     FROM staged_raw
 ),
-periods AS (
+period_txt AS (
+    SELECT *,
+           nullif(trim(k_freq), '')          AS freq_txt,
+           nullif(trim(k_period), '')        AS period_txt,
+           nullif(trim(k_ref_period_id), '') AS ref_period_id,
+           nullif(trim(k_ref_year), '')      AS ref_year,
+           nullif(trim(k_ref_month), '')     AS ref_month
+    FROM period_src
+),
+period_p AS (
     SELECT *,
            coalesce(period_txt, substr(ref_period_id, 1, 6),
                     ref_year || CASE WHEN ref_month IS NULL OR ref_month = '52' THEN ''
@@ -95,52 +87,113 @@ periods AS (
                 WHEN ref_month = '52' THEN 'A'
                 WHEN length(coalesce(period_txt, '')) = 4 THEN 'A'
                 ELSE 'M' END AS freq
-    FROM src
+    FROM period_txt
 ),
-typed AS (
-    SELECT *,
+period_dim AS (
+    SELECT k_freq, k_period, k_ref_period_id, k_ref_year, k_ref_month, p, freq,
            CASE WHEN regexp_full_match(p, '\\d{{4}}(\\d{{2}})?')
                      AND TRY_CAST(substr(p, 1, 4) AS INTEGER) BETWEEN 1962 AND 2100
                 THEN try(make_date(CAST(substr(p, 1, 4) AS INTEGER),
                                    CASE WHEN freq = 'A' THEN 1 ELSE TRY_CAST(substr(p, 5, 2) AS INTEGER) END,
                                    1))
-           END AS period,
+           END AS period
+    FROM period_p
+),
+-- every (code, ISO) pair seen as reporter, partner or partner2, resolved once
+code_src AS (
+    SELECT DISTINCT k_code, k_iso FROM (
+        SELECT {reporterCode} AS k_code, {reporterISO} AS k_iso FROM staged_raw
+        UNION ALL SELECT {partnerCode}, {partnerISO} FROM staged_raw
+        UNION ALL SELECT {partner2Code}, {partner2ISO} FROM staged_raw)
+),
+code_txt AS (
+    SELECT k_code, k_iso, nullif(trim(k_code), '') AS code, upper(nullif(trim(k_iso), '')) AS iso
+    FROM code_src
+),
+code_dim AS (
+    SELECT t.k_code, t.k_iso, t.code, t.iso,
+           coalesce(cc.iso3, ci.iso3) AS country,
+           a.name AS area,
+           (t.code = '0' OR t.iso IN ('W00', 'WLD')) AS is_world
+    FROM code_txt t
+    LEFT JOIN countries cc ON cc.comtrade_code = TRY_CAST(t.code AS INTEGER)
+    LEFT JOIN countries ci ON ci.iso3 = t.iso AND t.code IS NULL
+    LEFT JOIN comtrade_areas a ON a.comtrade_code = TRY_CAST(t.code AS INTEGER)
+),
+kind_txt AS (
+    SELECT k_flow, k_class, k_customs, k_mot, k_unit,
+           upper(nullif(trim(k_flow), ''))  AS flow_code,
+           upper(nullif(trim(k_class), '')) AS classification,
+           nullif(trim(k_customs), '')      AS customs_code,
+           nullif(trim(k_mot), '')          AS mot_code,
+           nullif(trim(k_unit), '')         AS qty_unit
+    FROM (SELECT DISTINCT {flowCode} AS k_flow, {classificationCode} AS k_class, {customsCode} AS k_customs,
+                          {motCode} AS k_mot, {qtyUnitAbbr} AS k_unit
+          FROM staged_raw)
+),
+kind_dim AS (
+    SELECT *, {hs_revision} AS hs_revision FROM kind_txt
+),
+cmd_txt AS (
+    SELECT k_cmd, regexp_replace(coalesce(trim(k_cmd), ''), '[\\s.]', '', 'g') AS cmd_raw
+    FROM (SELECT DISTINCT {cmdCode} AS k_cmd FROM staged_raw)
+),
+cmd_dim AS (
+    SELECT k_cmd,
            CASE WHEN regexp_full_match(cmd_raw, '\\d{{5}}|\\d{{7}}|\\d{{9}}') THEN '0' || cmd_raw
                 ELSE cmd_raw END AS hs_code,
-           regexp_full_match(cmd_raw, '\\d{{5}}|\\d{{7}}|\\d{{9}}') AS hs_fixed,
-           TRY_CAST(cif_txt AS DOUBLE)     AS cif,
-           TRY_CAST(fob_txt AS DOUBLE)     AS fob,
-           TRY_CAST(primary_txt AS DOUBLE) AS primary_value,
-           TRY_CAST(weight_txt AS DOUBLE)  AS net_weight_kg,
-           TRY_CAST(qty_txt AS DOUBLE)     AS quantity
-    FROM periods
+           regexp_full_match(cmd_raw, '\\d{{5}}|\\d{{7}}|\\d{{9}}') AS hs_fixed
+    FROM cmd_txt
 ),
-countries_joined AS (
-    SELECT t.*,
-           coalesce(rc.iso3, ri.iso3) AS reporter,
-           coalesce(pc.iso3, pi.iso3) AS partner,
-           coalesce(p2c.iso3, p2i.iso3) AS partner2,
-           (t.partner_code = '0' OR t.partner_iso IN ('W00', 'WLD')) AS partner_is_world,
-           pa.name AS partner_area,
-           (t.partner2_code IS NULL OR t.partner2_code = '0' OR t.partner2_iso IN ('W00', 'WLD')
-            OR p2a.name IS NOT NULL) AS partner2_is_aggregate,
-           ra.name AS reporter_area
-    FROM typed t
-    LEFT JOIN countries rc  ON rc.comtrade_code  = TRY_CAST(t.reporter_code AS INTEGER)
-    LEFT JOIN countries ri  ON ri.iso3 = t.reporter_iso AND t.reporter_code IS NULL
-    LEFT JOIN countries pc  ON pc.comtrade_code  = TRY_CAST(t.partner_code AS INTEGER)
-    LEFT JOIN countries pi  ON pi.iso3 = t.partner_iso AND t.partner_code IS NULL
-    LEFT JOIN countries p2c ON p2c.comtrade_code = TRY_CAST(t.partner2_code AS INTEGER)
-    LEFT JOIN countries p2i ON p2i.iso3 = t.partner2_iso AND t.partner2_code IS NULL
-    LEFT JOIN comtrade_areas pa  ON pa.comtrade_code  = TRY_CAST(t.partner_code AS INTEGER)
-    LEFT JOIN comtrade_areas p2a ON p2a.comtrade_code = TRY_CAST(t.partner2_code AS INTEGER)
-    LEFT JOIN comtrade_areas ra  ON ra.comtrade_code  = TRY_CAST(t.reporter_code AS INTEGER)
+cmd_checked AS (
+    SELECT *, CASE
+         WHEN hs_code = '' THEN 'missing HS code'
+         WHEN NOT regexp_full_match(hs_code, '\\d+') THEN 'HS code ''' || hs_code || ''' is not numeric'
+         WHEN length(hs_code) NOT IN (6, 8, 10)
+              THEN 'wrong HS length: ''' || hs_code || ''' has ' || length(hs_code) || ' digits (need 6, 8 or 10)'
+       END AS hs_problem
+    FROM cmd_dim
+),
+rows AS (
+    SELECT s.row_no, pd.p, pd.freq, pd.period,
+           rd.code AS reporter_code, rd.iso AS reporter_iso, rd.country AS reporter, rd.area AS reporter_area,
+           pt.code AS partner_code, pt.iso AS partner_iso, pt.country AS partner, pt.area AS partner_area,
+           pt.is_world AS partner_is_world,
+           p2.code AS partner2_code, p2.iso AS partner2_iso, p2.country AS partner2,
+           (p2.code IS NULL OR p2.is_world OR p2.area IS NOT NULL) AS partner2_is_aggregate,
+           kd.flow_code, kd.hs_revision, kd.customs_code, kd.mot_code, kd.qty_unit,
+           cd.hs_code, cd.hs_fixed, cd.hs_problem,
+           s.cif_raw, s.fob_raw, s.primary_raw, s.weight_raw, s.qty_raw,
+           TRY_CAST(s.cif_raw AS DOUBLE)     AS cif,
+           TRY_CAST(s.fob_raw AS DOUBLE)     AS fob,
+           TRY_CAST(s.primary_raw AS DOUBLE) AS primary_value,
+           TRY_CAST(s.weight_raw AS DOUBLE)  AS net_weight_kg,
+           TRY_CAST(s.qty_raw AS DOUBLE)     AS quantity
+    FROM (SELECT row_no, {freqCode} AS k_freq, {period} AS k_period, {refPeriodId} AS k_ref_period_id,
+                 {refYear} AS k_ref_year, {refMonth} AS k_ref_month,
+                 {reporterCode} AS k_rc, {reporterISO} AS k_ri, {partnerCode} AS k_pc, {partnerISO} AS k_pi,
+                 {partner2Code} AS k_p2c, {partner2ISO} AS k_p2i,
+                 {flowCode} AS k_flow, {classificationCode} AS k_class, {customsCode} AS k_customs,
+                 {motCode} AS k_mot, {qtyUnitAbbr} AS k_unit, {cmdCode} AS k_cmd,
+                 {cifvalue} AS cif_raw, {fobvalue} AS fob_raw, {primaryValue} AS primary_raw,
+                 {netWgt} AS weight_raw, {qty} AS qty_raw
+          FROM staged_raw) s
+    JOIN period_dim pd ON pd.k_freq IS NOT DISTINCT FROM s.k_freq AND pd.k_period IS NOT DISTINCT FROM s.k_period
+         AND pd.k_ref_period_id IS NOT DISTINCT FROM s.k_ref_period_id
+         AND pd.k_ref_year IS NOT DISTINCT FROM s.k_ref_year AND pd.k_ref_month IS NOT DISTINCT FROM s.k_ref_month
+    JOIN code_dim rd ON rd.k_code IS NOT DISTINCT FROM s.k_rc AND rd.k_iso IS NOT DISTINCT FROM s.k_ri
+    JOIN code_dim pt ON pt.k_code IS NOT DISTINCT FROM s.k_pc AND pt.k_iso IS NOT DISTINCT FROM s.k_pi
+    JOIN code_dim p2 ON p2.k_code IS NOT DISTINCT FROM s.k_p2c AND p2.k_iso IS NOT DISTINCT FROM s.k_p2i
+    JOIN kind_dim kd ON kd.k_flow IS NOT DISTINCT FROM s.k_flow AND kd.k_class IS NOT DISTINCT FROM s.k_class
+         AND kd.k_customs IS NOT DISTINCT FROM s.k_customs AND kd.k_mot IS NOT DISTINCT FROM s.k_mot
+         AND kd.k_unit IS NOT DISTINCT FROM s.k_unit
+    JOIN cmd_checked cd ON cd.k_cmd IS NOT DISTINCT FROM s.k_cmd
 ),
 valued AS (
     SELECT *,
            CASE WHEN flow_code IN ('M', 'RM') THEN coalesce(cif, primary_value)
                 ELSE coalesce(fob, primary_value) END AS value_usd
-    FROM countries_joined
+    FROM rows
 ),
 judged AS (
     SELECT *,
@@ -161,19 +214,20 @@ judged AS (
          WHEN partner IS NULL THEN 'unknown partner code ''' || coalesce(partner_code, partner_iso, '') || ''''
          WHEN partner2 IS NULL AND NOT partner2_is_aggregate
               THEN 'unknown partner2 code ''' || coalesce(partner2_code, partner2_iso, '') || ''''
-         WHEN hs_code = '' THEN 'missing HS code'
-         WHEN NOT regexp_full_match(hs_code, '\\d+') THEN 'HS code ''' || hs_code || ''' is not numeric'
-         WHEN length(hs_code) NOT IN (6, 8, 10)
-              THEN 'wrong HS length: ''' || hs_code || ''' has ' || length(hs_code) || ' digits (need 6, 8 or 10)'
-         WHEN value_usd IS NULL AND coalesce(cif_txt, fob_txt, primary_txt) IS NULL THEN 'missing value'
+         WHEN hs_problem IS NOT NULL THEN hs_problem
+         WHEN value_usd IS NULL
+              AND coalesce(nullif(trim(cif_raw), ''), nullif(trim(fob_raw), ''), nullif(trim(primary_raw), '')) IS NULL
+              THEN 'missing value'
          WHEN value_usd IS NULL OR NOT isfinite(value_usd)
-              THEN 'non-numeric value ''' || coalesce(cif_txt, fob_txt, primary_txt) || ''''
+              THEN 'non-numeric value '''
+                   || coalesce(nullif(trim(cif_raw), ''), nullif(trim(fob_raw), ''), nullif(trim(primary_raw), ''))
+                   || ''''
          WHEN value_usd < 0 THEN 'negative value ' || CAST(value_usd AS VARCHAR)
-         WHEN weight_txt IS NOT NULL AND (net_weight_kg IS NULL OR NOT isfinite(net_weight_kg))
-              THEN 'non-numeric net weight ''' || weight_txt || ''''
+         WHEN (net_weight_kg IS NULL OR NOT isfinite(net_weight_kg)) AND nullif(trim(weight_raw), '') IS NOT NULL
+              THEN 'non-numeric net weight ''' || trim(weight_raw) || ''''
          WHEN net_weight_kg < 0 THEN 'negative net weight ' || CAST(net_weight_kg AS VARCHAR)
-         WHEN qty_txt IS NOT NULL AND (quantity IS NULL OR NOT isfinite(quantity))
-              THEN 'non-numeric quantity ''' || qty_txt || ''''
+         WHEN (quantity IS NULL OR NOT isfinite(quantity)) AND nullif(trim(qty_raw), '') IS NOT NULL
+              THEN 'non-numeric quantity ''' || trim(qty_raw) || ''''
          WHEN quantity < 0 THEN 'negative quantity ' || CAST(quantity AS VARCHAR)
        END AS reject_reason
     FROM valued
@@ -181,7 +235,7 @@ judged AS (
 -- only what the rest of the load reads: a narrow table is cheap to write and scan
 SELECT row_no, period, freq, reporter, partner,
        CASE WHEN partner2_is_aggregate THEN NULL ELSE partner2 END AS partner2,
-       flow_code, hs_code, {hs_revision} AS hs_revision, hs_fixed,
+       flow_code, hs_code, hs_revision, hs_fixed,
        value_usd, net_weight_kg, quantity, qty_unit, reject_reason
 FROM judged
 """
