@@ -171,6 +171,8 @@ def _window(start: str | None, end: str | None, wh):
 
     if not start and not end:
         return None
+    if start and end:
+        return Window(parse_month(start, "--from"), parse_month(end, "--to"))
     default = default_window(wh)
     return Window(parse_month(start, "--from") if start else default.start,
                   parse_month(end, "--to") if end else default.end)
@@ -214,9 +216,9 @@ def run_cmd(obj: Context, start, end, names, out, all_codes):
         if out:
             from detector.export import export_parquet
 
-            months = wh.frame("SELECT DISTINCT period FROM flows WHERE period BETWEEN $a AND $b",
-                              {"a": result.window.start, "b": result.window.end})["period"].to_list()
-            click.echo(_export_line(out, export_parquet(wh, out, periods=months)))  # the run's months only
+            months = wh.frame("SELECT CAST(m AS DATE) AS period FROM range($a, $b + INTERVAL 1 MONTH, "
+                              "INTERVAL 1 MONTH) t(m)", {"a": result.window.start, "b": result.window.end})["period"]
+            click.echo(_export_line(out, export_parquet(wh, out, periods=months.to_list())))  # the run's months only
 
 
 # ---------------------------------------------------------------- reports and exports

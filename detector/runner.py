@@ -50,9 +50,10 @@ def parse_month(text: str, what: str = "month") -> date:
 def default_window(wh: Warehouse) -> Window:
     """Every month with at least a year of data before it, up to the latest month loaded."""
     first, last = wh.con.execute(
-        "SELECT min(period), max(period) FROM flows WHERE freq = 'M'").fetchone()
+        "SELECT min(period), max(period) FROM (SELECT period FROM flows WHERE freq = 'M' "
+        "UNION ALL SELECT period FROM declarations)").fetchall()[0]
     if first is None:
-        raise DetectorError(f"{wh.path}: no monthly flows loaded yet; run detector ingest first")
+        raise DetectorError(f"{wh.path}: no monthly flows or declarations loaded yet; run detector ingest first")
     start = months_back(first, -MIN_HISTORY_MONTHS)
     if start > last:
         raise DetectorError(

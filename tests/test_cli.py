@@ -93,3 +93,21 @@ def test_an_older_warehouse_is_migrated(tmp_path):
         with Warehouse.open(db) as wh:
             wh.con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         Warehouse.open(db, read_only=True)
+
+
+def test_declarations_only_warehouse_run_writes_line_scores(tmp_path):
+    sample = Path(__file__).resolve().parent / "fixtures" / "kcs_sample_2020h1.csv"
+    db = tmp_path / "k.duckdb"
+    code, out = cli("--db", db, "ingest", "declarations", sample)
+    assert code == 0 and "loaded 9,000" in out
+    fast = tmp_path / "fast.toml"
+    fast.write_text("[detectors.declaration_risk]\ntrees = 60\nexplore_share = 0.0\n")
+    code, out = cli("--db", db, "--config", fast, "run", "--detector", "declaration_risk",
+                    "--from", "2020-06", "--to", "2020-06", "--out", tmp_path / "out")
+    assert code == 0 and "declaration_scores/ 1,500 rows in 1 partitions" in out
+    scores = duckdb.sql(f"SELECT count(*), min(rank), max(score) <= 1 FROM read_parquet("
+                        f"'{(tmp_path / 'out').as_posix()}/declaration_scores/*/*.parquet', hive_partitioning = true) "
+                        "WHERE period = DATE '2020-06-01'").fetchall()[0]
+    assert scores == (1500, 1, True)
+    code, out = cli("--db", db, "run")   # six months of lines: not the year of history a default window needs
+    assert code == 1 and "only 2020-01..2020-06 loaded; detectors need 12 months of history" in out
