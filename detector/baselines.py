@@ -159,10 +159,15 @@ def months_back(d: date, n: int) -> date:
     return date(total // 12, total % 12 + 1, 1)
 
 
-def prepare(wh: Warehouse, window: Window, all_codes: bool = False) -> None:
-    """Build the temp tables scope_codes, corridor_months/_stats and commodity_months/_stats once per window."""
-    key = f"{window.start}:{window.end}:{all_codes}"
-    if getattr(wh, "_baselines_key", None) == key:
+def prepare(wh: Warehouse, window: Window, all_codes: bool = False, fresh: bool = False) -> None:
+    """Build the temp tables scope_codes, corridor_months/_stats and commodity_months/_stats.
+
+    Detectors of one run share them: a later call for the same window reuses them (tables built
+    for every code serve a call for the watchlist too: per-code statistics are the same). `fresh`
+    rebuilds them, as a new run must (the data may have changed since).
+    """
+    built = getattr(wh, "_baselines", None)
+    if not fresh and built is not None and built[0] == window and (built[1] or not all_codes):
         return
     con = wh.con
     con.execute(HS_BRIDGE_SQL, [str(reference_path("hs_concordance.csv"))])
@@ -180,7 +185,7 @@ def prepare(wh: Warehouse, window: Window, all_codes: bool = False) -> None:
     con.execute(STATS_SQL.format(src="corridor_months", dst="corridor_stats", key="hs_code"))
     con.execute(COMMODITY_MONTHS_SQL)
     con.execute(STATS_SQL.format(src="commodity_months", dst="commodity_stats", key="commodity"))
-    wh._baselines_key = key
+    wh._baselines = (window, all_codes)
 
 
 # Watched HS6 codes, their commodity and controlling country, plus the uncontrolled codes goods are

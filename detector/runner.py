@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
-from detector import scoring
+from detector import baselines, scoring
 from detector.baselines import months_back
 from detector.detectors import registry
 from detector.detectors.base import ALERT_SCHEMA, DETECTOR_OUTPUT_SCHEMA, Window, conform
@@ -33,6 +33,8 @@ class RunResult:
         out = [f"run {self.run_id}: {self.window.start:%Y-%m} .. {self.window.end:%Y-%m}"]
         for name, n in self.counts.items():
             out.append(f"  {name:<22} {n:>6,} alerts  {self.seconds.get(name, 0):6.2f}s")
+        if "baselines" in self.seconds:
+            out.append(f"  {'(shared baselines)':<22} {'':>6}         {self.seconds['baselines']:6.2f}s")
         total = sum(self.counts.values())
         leads = 0 if self.alerts is None or self.alerts.height == 0 else self.alerts["lead_id"].n_unique()
         out.append(f"  {'total':<22} {total:>6,} alerts in {leads:,} leads, {sum(self.seconds.values()):.2f}s")
@@ -73,19 +75,18 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
     started = datetime.now(UTC).replace(tzinfo=None)
     result = RunResult(run_id=f"run-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", window=window)
     frames, extras = [], {}
-    wh.all_codes = all_codes  # read by the detectors' shared query helper
-    try:
-        for spec in chosen:
-            t0 = time.perf_counter()
-            df = conform(spec.detect(wh, window, settings.for_detector(spec)))
-            df = df.filter(pl.col("period").is_between(window.start, window.end))
-            if spec.extra_outputs is not None:
-                extras.update(spec.extra_outputs(wh, window, settings.for_detector(spec)))
-            result.seconds[spec.name] = time.perf_counter() - t0
-            result.counts[spec.name] = df.height
-            frames.append(df.with_columns(pl.lit(result.run_id).alias("run_id")))
-    finally:
-        wh.all_codes = False
+    t0 = time.perf_counter()
+    baselines.prepare(wh, window, all_codes=all_codes, fresh=True)  # shared by this run's detectors
+    result.seconds["baselines"] = time.perf_counter() - t0
+    for spec in chosen:
+        t0 = time.perf_counter()
+        df = conform(spec.detect(wh, window, settings.for_detector(spec)))
+        df = df.filter(pl.col("period").is_between(window.start, window.end))
+        if spec.extra_outputs is not None:
+            extras.update(spec.extra_outputs(wh, window, settings.for_detector(spec)))
+        result.seconds[spec.name] = time.perf_counter() - t0
+        result.counts[spec.name] = df.height
+        frames.append(df.with_columns(pl.lit(result.run_id).alias("run_id")))
     # Leads are drawn over every alert of the window, those of detectors not run now included, so
     # that a partial rerun keeps one consistent ranking.
     kept = wh.frame(

@@ -16,10 +16,10 @@ def query(wh: Warehouse, window: Window, sql: str, params: dict | None = None,
           all_codes: bool = False) -> pl.DataFrame:
     """Run one detector query over the shared baselines; `$start`/`$end` are the window.
 
-    The baselines cover every HS code when the detector asks for it or the run does
-    (`run_detectors(all_codes=True)` sets `wh.all_codes`), else the watchlist's codes.
+    The baselines cover every HS code when the detector asks for it or the run prepared them so
+    (`run_detectors(all_codes=True)`), else the watchlist's codes.
     """
-    prepare(wh, window, all_codes=all_codes or getattr(wh, "all_codes", False))
+    prepare(wh, window, all_codes=all_codes)
     args = {"start": window.start, "end": window.end, **(params or {})}
     used = {k: v for k, v in args.items() if f"${k}" in sql}
     return wh.frame(sql, used)
