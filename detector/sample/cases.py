@@ -95,6 +95,14 @@ def _pick(rng: np.random.Generator, items: list):
     return items[int(rng.integers(0, len(items)))]
 
 
+def _draw_corridor(rng, cor: pl.DataFrame, hs: str, where: pl.Expr) -> dict | None:
+    """A random corridor of code `hs` meeting `where`, or None when there is none."""
+    cand = cor.filter((pl.col("hs") == hs) & where)
+    if not cand.height:
+        return None
+    return cand.row(int(rng.integers(0, cand.height)), named=True)
+
+
 def _shuffled(rng, items):
     items = list(items)
     return [items[k] for k in rng.permutation(len(items))]
@@ -194,11 +202,10 @@ def _unit_value(w, cor, plan: Plan, rng):
     for _ in range(50):
         hs = _pick(rng, UNIT_VALUE_CODES)
         q = _quantile(cor, hs, 0.6)
-        cand = cor.filter((pl.col("hs") == hs) & (pl.col("base") >= q) & (pl.col("exporter") != "CHN")
-                          & (pl.col("importer") != "CHN"))
-        if not cand.height:
+        row = _draw_corridor(rng, cor, hs, (pl.col("base") >= q) & (pl.col("exporter") != "CHN")
+                             & (pl.col("importer") != "CHN"))
+        if row is None:
             continue
-        row = cand.row(int(rng.integers(0, cand.height)), named=True)
         e, i = row["exporter"], row["importer"]
         if not plan.free(hs, e, i):
             continue
@@ -218,11 +225,10 @@ def _code_shift(w, cor, plan: Plan, rng):
     for _ in range(50):
         hs, nb = _pick(rng, w.code_shift_pairs)
         q = _quantile(cor, hs, 0.5)
-        cand = cor.filter((pl.col("hs") == hs) & (pl.col("exporter") == "CHN") & (pl.col("base") >= q)
-                          & ~pl.col("importer").is_in(["USA"]))
-        if not cand.height:
+        row = _draw_corridor(rng, cor, hs, (pl.col("exporter") == "CHN") & (pl.col("base") >= q)
+                             & ~pl.col("importer").is_in(["USA"]))
+        if row is None:
             continue
-        row = cand.row(int(rng.integers(0, cand.height)), named=True)
         i = row["importer"]
         if not plan.free(hs, i) or not plan.free(nb, i):
             continue
@@ -306,11 +312,10 @@ def _seasonality(w, cor, plan: Plan, rng):
     for _ in range(100):
         hs = _pick(rng, SEASONAL_CODES)
         q = _quantile(cor, hs, 0.75)
-        cand = cor.filter((pl.col("hs") == hs) & (pl.col("base") >= q) & (pl.col("exporter") != "CHN")
-                          & (pl.col("importer") != "USA"))
-        if not cand.height:
+        row = _draw_corridor(rng, cor, hs, (pl.col("base") >= q) & (pl.col("exporter") != "CHN")
+                             & (pl.col("importer") != "USA"))
+        if row is None:
             continue
-        row = cand.row(int(rng.integers(0, cand.height)), named=True)
         e, i = row["exporter"], row["importer"]
         if not plan.free(hs, e, i):
             continue
@@ -364,11 +369,10 @@ def _one_month_spike(w, cor, plan: Plan, rng):
     watch = [c for c, v in w.commodities.items() if v["role"] == "watch"]
     for _ in range(100):
         hs = _pick(rng, watch)
-        cand = cor.filter((pl.col("hs") == hs) & (pl.col("base") >= _quantile(cor, hs, 0.5))
-                          & (pl.col("exporter") != "CHN"))
-        if not cand.height:
+        row = _draw_corridor(rng, cor, hs, (pl.col("base") >= _quantile(cor, hs, 0.5))
+                             & (pl.col("exporter") != "CHN"))
+        if row is None:
             continue
-        row = cand.row(int(rng.integers(0, cand.height)), named=True)
         e, i = row["exporter"], row["importer"]
         if not plan.free(hs, e, i):
             continue
@@ -385,12 +389,10 @@ def _steady_trend(w, cor, plan: Plan, rng):
     watch = [c for c, v in w.commodities.items() if v["role"] == "watch"]
     for _ in range(100):
         hs = _pick(rng, watch)
-        cand = cor.filter((pl.col("hs") == hs) & pl.col("base").is_between(_quantile(cor, hs, 0.4),
-                                                                              _quantile(cor, hs, 0.8))
-                          & (pl.col("exporter") != "CHN"))
-        if not cand.height:
+        middle = pl.col("base").is_between(_quantile(cor, hs, 0.4), _quantile(cor, hs, 0.8))
+        row = _draw_corridor(rng, cor, hs, middle & (pl.col("exporter") != "CHN"))
+        if row is None:
             continue
-        row = cand.row(int(rng.integers(0, cand.height)), named=True)
         e, i = row["exporter"], row["importer"]
         if not plan.free(hs, e, i):
             continue
