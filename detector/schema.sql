@@ -150,12 +150,26 @@ CREATE TABLE IF NOT EXISTS source_precedence (source VARCHAR PRIMARY KEY, rank I
 -- code and its subdivisions (a Census HS6 total next to its HS10 lines), only the least detailed level
 -- is summed, so nothing counts twice. Weight is summed only when every line has one.
 CREATE OR REPLACE VIEW flows_hs6 AS
-WITH levelled AS (
-    SELECT *, substr(hs_code, 1, 6) AS hs6,
-           min(length(hs_code)) OVER (PARTITION BY source, period, freq, reporter, partner, partner2, flow,
-                                                   substr(hs_code, 1, 6)) AS top_level
-    FROM flows
+WITH national AS (   -- 8/10-digit lines whose 6-digit code the same source does not give for the same flow
+    SELECT n.*, substr(n.hs_code, 1, 6) AS hs6
+    FROM flows n
+    WHERE length(n.hs_code) > 6
+      AND NOT EXISTS (SELECT 1 FROM flows s
+                      WHERE s.hs_code = substr(n.hs_code, 1, 6) AND s.source = n.source AND s.period = n.period
+                        AND s.freq = n.freq AND s.reporter = n.reporter AND s.partner = n.partner
+                        AND s.partner2 IS NOT DISTINCT FROM n.partner2 AND s.flow = n.flow)
+),
+levelled AS (
+    SELECT *, min(length(hs_code)) OVER (PARTITION BY source, period, freq, reporter, partner, partner2, flow,
+                                                      hs6) AS top_level
+    FROM national
 )
+-- 6-digit rows are one per key already: they pass as they are
+SELECT source, period, freq, reporter, partner, partner2, flow, hs_code, hs_revision, value_usd, net_weight_kg,
+       CAST(1 AS BIGINT) AS lines
+FROM flows
+WHERE length(hs_code) = 6
+UNION ALL
 SELECT source, period, freq, reporter, partner, partner2, flow, hs6 AS hs_code,
        min(hs_revision) AS hs_revision,
        sum(value_usd) AS value_usd,

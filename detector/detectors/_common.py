@@ -25,6 +25,11 @@ def query(wh: Warehouse, window: Window, sql: str, params: dict | None = None,
     return wh.frame(sql, used)
 
 
+def commodity() -> pl.Expr:
+    """The watched commodity's name for explanations; 'goods' for a code outside the watchlist."""
+    return pl.col("commodity").fill_null("goods")
+
+
 def usd(expr: pl.Expr) -> pl.Expr:
     """USD 4.1M / 350k / 900 as text, for explanations."""
     return (pl.when(expr.abs() >= 1e9).then(pl.format("USD {}B", (expr / 1e9).round(1)))

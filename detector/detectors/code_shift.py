@@ -35,6 +35,7 @@ smoothed AS (   -- three-month averages smooth an importer's lumpy bookings; wei
            avg(coalesce(kg_row, usd)) OVER w3 AS amount_now,
            bool_and(kg_row IS NOT NULL OR usd = 0) OVER w3 AS in_kg
     FROM corridor_stats
+    WHERE hs_code IN (SELECT from_code FROM pairs UNION ALL SELECT to_code FROM pairs)   -- whole series: same windows
     WINDOW w3 AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
 ),
 legs AS (   -- the usual level: median of the three-month averages of the half-year before them (a shift

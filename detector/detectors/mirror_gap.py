@@ -23,7 +23,16 @@ import polars as pl
 
 from detector import scoring
 from detector.baselines import months_back
-from detector.detectors._common import country_names, evidence_json, month, name_of, query, times, usd
+from detector.detectors._common import (
+    commodity,
+    country_names,
+    evidence_json,
+    month,
+    name_of,
+    query,
+    times,
+    usd,
+)
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 SQL = """
@@ -61,7 +70,7 @@ judged AS (   -- the usual gap, from months in which both books show trade
 SELECT j.*, sc.commodity, sc.controlling_country,
        (j.log_gap - j.gap_med) / (1.4826 * greatest(j.gap_mad, 0.1)) AS z_gap
 FROM judged j JOIN scope_codes sc USING (hs_code)
-WHERE j.period BETWEEN $start AND $end AND j.n_hist >= $min_history AND sc.commodity IS NOT NULL
+WHERE j.period BETWEEN $start AND $end AND j.n_hist >= $min_history AND sc.scored
   AND abs(j.log_gap - j.gap_med) >= ln($min_ratio)
   AND abs(j.m3 / $cif_factor - j.x3) / 3 >= $min_gap_usd
 """
@@ -125,11 +134,11 @@ def _consignment(wh, window: Window, settings: Settings) -> pl.DataFrame:
         pl.col("usd").alias("observed"), pl.col("usual").alias("expected"),
         pl.when(pl.col("false_origin"))
         .then(pl.format("{} recorded {} of {} (HS {}) in {} as of {} origin, but consigned from {}: the origin may "
-                        "be false.", imp, usd(pl.col("usd")), pl.col("commodity"), pl.col("hs_code"),
+                        "be false.", imp, usd(pl.col("usd")), commodity(), pl.col("hs_code"),
                         month(pl.col("period")), declared, consigned))
         .otherwise(pl.format("{} recorded {} of {}-origin {} (HS {}) consigned from {} in {}, {} the route's usual "
                              "monthly level of {}: goods of the controlling country routed through a third country.",
-                             imp, usd(pl.col("usd")), declared, pl.col("commodity"), pl.col("hs_code"), consigned,
+                             imp, usd(pl.col("usd")), declared, commodity(), pl.col("hs_code"), consigned,
                              month(pl.col("period")), times(growth), usd(pl.col("usual"))))
         .alias("explanation"),
         evidence_json("declared_origin", "consignment", "usd", "usual", "false_origin").alias("evidence"),
@@ -169,13 +178,13 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         .then(pl.format("{} reported {} a month of {} (HS {}) imports from {} in the three months to {}, but {} "
                         "reported only {} a month of exports to {}: {} the pair's usual gap (robust z {}); goods of "
                         "another origin may be declared as {}'s.",
-                        imp, usd(pl.col("imports_reported")), pl.col("commodity"), pl.col("hs_code"), exp_,
+                        imp, usd(pl.col("imports_reported")), commodity(), pl.col("hs_code"), exp_,
                         month(pl.col("period")), exp_, usd(pl.col("exports_reported")), imp, times(pl.col("gap_ratio")),
                         pl.col("z_gap").round(1), exp_))
         .otherwise(pl.format("{} reported {} a month of {} (HS {}) exports to {} in the three months to {}, but {} "
                              "reported only {} a month of imports from {}: {} below the pair's usual ratio (robust z {}); "
                              "the goods may have been diverted or declared under another destination.",
-                             exp_, usd(pl.col("exports_reported")), pl.col("commodity"), pl.col("hs_code"), imp,
+                             exp_, usd(pl.col("exports_reported")), commodity(), pl.col("hs_code"), imp,
                              month(pl.col("period")), imp, usd(pl.col("imports_reported")), exp_,
                              times(1 / pl.col("gap_ratio")), pl.col("z_gap").round(1)))
         .alias("explanation"),

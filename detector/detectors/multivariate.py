@@ -20,7 +20,7 @@ import polars as pl
 
 from detector import scoring
 from detector.baselines import months_back
-from detector.detectors._common import country_names, month, name_of, query, reporter_partner, usd
+from detector.detectors._common import commodity, country_names, month, name_of, query, reporter_partner, usd
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 FEATURES = {
@@ -65,7 +65,7 @@ JOIN scope_codes sc USING (hs_code)
 JOIN corridor_months cm USING (hs_code, exporter, importer, period)
 LEFT JOIN world w USING (hs_code, period)
 LEFT JOIN shares sh USING (hs_code, exporter, importer, period)
-WHERE sc.commodity IS NOT NULL AND s.usd > 0 AND s.n_hist >= $min_history
+WHERE sc.scored AND s.usd > 0 AND s.n_hist >= $min_history
   AND s.period BETWEEN $train_start AND $end
 WINDOW w3 AS (PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
 """
@@ -154,7 +154,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         pl.format("{} -> {} {} (HS {}) in {} ({}) is rarer than {} of corridor-months in the last {} months "
                   "({} model), mostly for its {} and its {}.",
                   name_of(pl.col("exporter"), countries), name_of(pl.col("importer"), countries),
-                  pl.col("commodity"), pl.col("hs_code"), month(pl.col("period")), usd(pl.col("usd")),
+                  commodity(), pl.col("hs_code"), month(pl.col("period")), usd(pl.col("usd")),
                   pl.format("1 in {}", (1 / pl.col("tail")).round(0).cast(pl.Int64)), settings.train_months,
                   pl.lit(settings.model.upper()),
                   pl.col("reason_1").replace_strict(describe), pl.col("reason_2").replace_strict(describe))

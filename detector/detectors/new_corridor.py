@@ -14,6 +14,7 @@ import polars as pl
 
 from detector import scoring
 from detector.detectors._common import (
+    commodity,
     country_names,
     evidence_json,
     month,
@@ -54,7 +55,7 @@ SELECT a.hs_code, a.exporter, a.importer, a.period, a.side, a.usd, a.appeared_in
        date_diff('month', a.appeared_in, a.period) AS months_since
 FROM appeared a JOIN scope_codes sc USING (hs_code)
 LEFT JOIN destination_total d USING (hs_code, importer, period)
-WHERE a.period BETWEEN $start AND $end AND sc.commodity IS NOT NULL
+WHERE a.period BETWEEN $start AND $end AND sc.scored
   AND a.appeared_in IS NOT NULL AND a.period <= a.appeared_in + INTERVAL ($follow_months) MONTH
   AND a.usd >= $min_usd
   AND a.usd > coalesce(a.usd_max_before, 0) * $min_above_max
@@ -90,7 +91,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         pl.col("usd").alias("observed"), pl.col("usd_max_before").fill_null(0.0).alias("expected"),
         pl.format("{} began shipping {} (HS {}) to {} in {} after at least {} months without trade on this route; "
                   "{} in {}, {} of {}'s imports of the code that month.",
-                  exp_, pl.col("commodity"), pl.col("hs_code"), imp, month(pl.col("appeared_in")), settings.quiet_months,
+                  exp_, commodity(), pl.col("hs_code"), imp, month(pl.col("appeared_in")), settings.quiet_months,
                   usd(pl.col("usd")), month(pl.col("period")),
                   pl.format("{}%", (100 * pl.col("share_of_destination")).round(0).cast(pl.Int64)), imp)
         .alias("explanation"),

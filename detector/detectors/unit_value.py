@@ -14,6 +14,7 @@ import polars as pl
 
 from detector import scoring
 from detector.detectors._common import (
+    commodity,
     country_names,
     evidence_json,
     month,
@@ -48,7 +49,7 @@ judged AS (
 SELECT j.*, sc.commodity, sc.controlling_country,
        (j.rel - j.rel_med) / (1.4826 * greatest(j.rel_mad, 0.1)) AS z_hist
 FROM judged j JOIN scope_codes sc USING (hs_code)
-WHERE j.period BETWEEN $start AND $end AND sc.commodity IS NOT NULL
+WHERE j.period BETWEEN $start AND $end AND sc.scored
   AND j.n_hist >= $min_history AND j.n_corridors >= $min_corridors
   AND abs(j.rel) >= ln($min_world_ratio)
 """
@@ -86,7 +87,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         pl.col("usd").alias("observed"), pl.col("value_at_world_price").alias("expected"),
         pl.format("{} (HS {}) from {} to {} in {} was declared at USD {}/kg, {} of that month's world price of "
                   "USD {}/kg (robust z {} against the route's own history); {} at the world price would be {}.",
-                  pl.col("commodity"), pl.col("hs_code"), exp_, imp, month(pl.col("period")),
+                  commodity(), pl.col("hs_code"), exp_, imp, month(pl.col("period")),
                   pl.col("unit_value").round(2), pct(pl.col("price_ratio")), pl.col("world_uv").round(2),
                   pl.col("z_hist").round(1), pl.format("{} kg", pl.col("kg").round(0).cast(pl.Int64)),
                   usd(pl.col("value_at_world_price"))).alias("explanation"),
