@@ -22,6 +22,7 @@ import polars as pl
 from detector import trailing
 from detector.detectors.base import Window
 from detector.reference import reference_path
+from detector.trailing import STAT_NAMES
 from detector.warehouse import Warehouse
 
 HISTORY_MONTHS = 36  # how far before the window the baselines look
@@ -161,10 +162,19 @@ def _corridor_grid(con, lo: date, n_months: int) -> tuple[np.ndarray, dict[str, 
     return side_m, out
 
 
+# What the detectors read of the statistics (the others are steps towards these).
+STORED_STATS = [
+    "lv", "lw", "n_hist", "lv_mad", "lw_mad", "usd_max_before", "last_trade_before", "usd_avg3", "z_value",
+    "z_weight", "usd_expected", "kg_expected",
+]
+
+
 def _store_stats(con, dst: str, key_table: str, keys: list[str], lo: date,
                  columns: dict[str, np.ndarray]) -> None:
-    """Write the grid's figures and statistics as temp table `dst`, one row per series and month."""
+    """Write the grid's figures and the stored statistics as temp table `dst`, one row per series
+    and month."""
     n, n_months = columns["usd"].shape
+    columns = {name: grid for name, grid in columns.items() if name in STORED_STATS or name not in STAT_NAMES}
     months = np.array([months_back(lo, -m) for m in range(n_months)], dtype="datetime64[D]")
     frame = {"series_no": np.repeat(np.arange(n, dtype=np.int64), n_months), "period": np.tile(months, n)}
     for name, grid in columns.items():

@@ -3,8 +3,9 @@
 The shared baselines need eight sliding medians, two median absolute deviations, maxima, sums
 and counts over windows of earlier months, for every corridor of every HS code. As SQL window
 functions over millions of corridor-months this was most of a detector run; here every series
-has the same months, so a window is a view of the matrix, a median is one small sort along the
-window axis, and the whole computation is a handful of array operations per block of series.
+has the same months, so counts, sums and maxima are a few array operations on shifted copies of
+the matrix, and the sliding medians keep one sorted window per series that each month updates
+(one value out, one in), compiled with Numba.
 
 NaN is a missing month (SQL NULL): it is skipped by every statistic, as SQL aggregates skip
 NULL. Medians interpolate the two middle values as DuckDB's `median` does, so these figures equal
@@ -15,34 +16,91 @@ from __future__ import annotations
 
 import functools
 
+import numba
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
-
-# Rows of one block: bounds the window copies to about a hundred MB whatever the number of series.
-BLOCK_CELLS = 3_000_000
 
 
-def windows(a: np.ndarray, back: int, to: int) -> np.ndarray:
-    """For each month t, the values of months t-back .. t-to (NaN before the first month), as a
-    read-only [series, month, back-to+1] view."""
-    n = a.shape[0]
-    padded = np.concatenate([np.full((n, back), np.nan), a], axis=1)
-    return sliding_window_view(padded, back - to + 1, axis=1)[:, : a.shape[1]]
+@numba.njit(cache=True, nogil=True)
+def _insert(buf, k, x):
+    """Insert x into the sorted buf[:k]."""
+    p = k
+    while p > 0 and buf[p - 1] > x:
+        buf[p] = buf[p - 1]
+        p -= 1
+    buf[p] = x
 
 
-def _middle(sorted_w: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """The median of each sorted window whose first `k` entries are its values (NaN after)."""
-    width = sorted_w.shape[-1]
-    flat = np.ascontiguousarray(sorted_w).reshape(-1)
-    start = np.arange(0, flat.size, width).reshape(k.shape)
-    lo = flat[start + np.maximum((k - 1) // 2, 0)]
-    hi = flat[start + np.minimum(k // 2, width - 1)]
-    return np.where(k > 0, lo + (hi - lo) * 0.5, np.nan)
+@numba.njit(cache=True, nogil=True)
+def _remove(buf, k, x):
+    """Remove one value equal to x from the sorted buf[:k]."""
+    p = 0
+    while buf[p] != x:
+        p += 1
+    for q in range(p, k - 1):
+        buf[q] = buf[q + 1]
 
 
-def shifted(a: np.ndarray, k: int) -> np.ndarray:
-    """Each month's value of k months before (NaN before the first month)."""
-    out = np.full_like(a, np.nan)
+@numba.njit(cache=True, nogil=True)
+def _median_of_sorted(buf, k):
+    """DuckDB's median of k sorted values: the two middle ones interpolated."""
+    lo = buf[(k - 1) // 2]
+    hi = buf[k // 2]
+    return lo + (hi - lo) * 0.5
+
+
+@numba.njit(cache=True, nogil=True)
+def _mad_of_sorted(buf, k, med):
+    """Median of |x - med| over the sorted buf[:k]: the deviations are two sorted runs (left of
+    the median, read outwards, and right of it), merged only up to their middle."""
+    want_hi = k // 2
+    right = 0
+    while right < k and buf[right] < med:
+        right += 1
+    left = right - 1
+    lo = hi = 0.0
+    for rank in range(want_hi + 1):
+        if left >= 0 and (right >= k or med - buf[left] <= buf[right] - med):
+            d = med - buf[left]
+            left -= 1
+        else:
+            d = buf[right] - med
+            right += 1
+        if rank == (k - 1) // 2:
+            lo = d
+        hi = d
+    return lo + (hi - lo) * 0.5
+
+
+@numba.njit(cache=True, nogil=True)
+def rolling_median(a, back, to, with_mad):
+    """Median (and median absolute deviation about it) of the values present in months
+    t-back .. t-to of each series, NaN when there are none."""
+    n, months = a.shape
+    med = np.full((n, months), np.nan)
+    mad = np.full((n, months), np.nan)
+    buf = np.empty(back - to + 1)
+    for i in range(n):
+        k = 0
+        for t in range(months):
+            incoming = t - to
+            outgoing = t - back - 1
+            if outgoing >= 0 and not np.isnan(a[i, outgoing]):
+                _remove(buf, k, a[i, outgoing])
+                k -= 1
+            if incoming >= 0 and not np.isnan(a[i, incoming]):
+                _insert(buf, k, a[i, incoming])
+                k += 1
+            if k > 0:
+                m = _median_of_sorted(buf, k)
+                med[i, t] = m
+                if with_mad:
+                    mad[i, t] = _mad_of_sorted(buf, k, m)
+    return med, mad
+
+
+def shifted(a: np.ndarray, k: int, fill: float = np.nan) -> np.ndarray:
+    """Each month's value of k months before (`fill` before the first month)."""
+    out = np.full_like(a, fill)
     out[:, k:] = a[:, : a.shape[1] - k]
     return out
 
@@ -57,29 +115,24 @@ def window_count(a: np.ndarray, back: int, to: int) -> np.ndarray:
     return upper - lower
 
 
-def window_median(a: np.ndarray, back: int, to: int, count: np.ndarray) -> np.ndarray:
-    """Median of months t-back .. t-to; `count` is window_count(a, back, to)."""
-    return _middle(np.sort(windows(a, back, to), axis=-1), count)  # NaN sorts last
-
-
 def window_max(a: np.ndarray, back: int, to: int) -> np.ndarray:
     return functools.reduce(np.fmax, (shifted(a, k) for k in range(to, back + 1)))
 
 
 def window_mean(a: np.ndarray, back: int, to: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean of the values present in months t-back .. t-to (NaN when none), and their count."""
-    total = functools.reduce(np.add, (np.nan_to_num(shifted(a, k)) for k in range(to, back + 1)))
+    present = np.where(np.isnan(a), 0.0, a)
+    total = functools.reduce(np.add, (shifted(present, k, 0.0) for k in range(to, back + 1)))
     n = window_count(a, back, to)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, total / n, np.nan), n
 
 
-def _before(a: np.ndarray, fill) -> np.ndarray:
-    """Each month's value moved to the next month: what was known before month t."""
-    out = np.empty_like(a)
-    out[:, 0] = fill
-    out[:, 1:] = a[:, :-1]
-    return out
+STAT_NAMES = (
+    "lv", "lw", "lv_med", "lv_mad", "lw_med", "lw_mad", "usd_med", "kg_med", "n_hist", "kg_med_prior_year",
+    "usd_med_prior_year", "kg_last_year", "usd_last_year", "usd_max_before", "usd_sum_before", "last_trade_before",
+    "n_reported_before", "usd_avg3", "n3", "kg_avg3", "z_value", "z_weight", "usd_expected", "kg_expected",
+)
 
 
 def series_stats(usd: np.ndarray, kg: np.ndarray) -> dict[str, np.ndarray]:
@@ -89,34 +142,23 @@ def series_stats(usd: np.ndarray, kg: np.ndarray) -> dict[str, np.ndarray]:
         lv = np.log(1 + usd)
         lw = np.where(usd == 0, np.log(1.0), np.where(kg > 0, np.log(1 + kg), np.nan))
     out: dict[str, np.ndarray] = {"lv": lv, "lw": lw}
-    n_usd, n_lw, n_kg = window_count(usd, 12, 1), window_count(lw, 12, 1), window_count(kg, 12, 1)
-    medians = {name: np.empty_like(usd) for name in ("lv_med", "lv_mad", "lw_med", "lw_mad", "usd_med", "kg_med")}
-    block = max(1, BLOCK_CELLS // max(1, usd.shape[1] * 12))
-    for i in range(0, usd.shape[0], block):
-        rows = slice(i, i + block)
-        s = np.sort(windows(usd[rows], 12, 1), axis=-1)
-        medians["usd_med"][rows] = _middle(s, n_usd[rows])
-        # log(1 + x) keeps the order: the sorted value windows give the sorted log windows
-        with np.errstate(invalid="ignore"):
-            lv_sorted = np.log(1 + s)
-        for name, w, k in (("lv", lv_sorted, n_usd[rows]), ("lw", np.sort(windows(lw[rows], 12, 1), axis=-1), n_lw[rows])):
-            med = _middle(w, k)
-            medians[f"{name}_med"][rows] = med
-            medians[f"{name}_mad"][rows] = _middle(np.sort(np.abs(w - med[..., None]), axis=-1), k)
-        medians["kg_med"][rows] = window_median(kg[rows], 12, 1, n_kg[rows])
+    n_usd = window_count(usd, 12, 1)
+    medians = {"usd_med": rolling_median(usd, 12, 1, False)[0], "kg_med": rolling_median(kg, 12, 1, False)[0]}
+    medians["lv_med"], medians["lv_mad"] = rolling_median(lv, 12, 1, True)
+    medians["lw_med"], medians["lw_mad"] = rolling_median(lw, 12, 1, True)
     out.update(medians)
     out["n_hist"] = n_usd  # lv is present where usd is
     # the year before the trailing one (months t-24 .. t-13) is the trailing year of month t-12
-    out["kg_med_prior_year"] = windows(medians["kg_med"], 12, 12)[..., 0]
-    out["usd_med_prior_year"] = windows(medians["usd_med"], 12, 12)[..., 0]
+    out["kg_med_prior_year"] = shifted(medians["kg_med"], 12)
+    out["usd_med_prior_year"] = shifted(medians["usd_med"], 12)
     out["kg_last_year"] = window_max(kg, 13, 11)  # the same season last year
     out["usd_last_year"] = window_max(usd, 13, 11)
-    count_before = _before(np.cumsum(~np.isnan(usd), axis=1, dtype=np.int64), 0)
-    out["usd_max_before"] = _before(np.fmax.accumulate(usd, axis=1), np.nan)
-    out["usd_sum_before"] = np.where(count_before > 0, _before(np.nancumsum(usd, axis=1), np.nan), np.nan)
+    count_before = shifted(np.cumsum(~np.isnan(usd), axis=1, dtype=np.int64), 1, 0)
+    out["usd_max_before"] = shifted(np.fmax.accumulate(usd, axis=1), 1, np.nan)
+    out["usd_sum_before"] = np.where(count_before > 0, shifted(np.nancumsum(usd, axis=1), 1, np.nan), np.nan)
     traded = np.where(usd > 0, np.arange(usd.shape[1]), -1)
-    out["last_trade_before"] = _before(np.maximum.accumulate(traded, axis=1), -1)  # month index, -1: never
-    out["n_reported_before"] = _before(np.cumsum(~np.isnan(lv), axis=1, dtype=np.int64), 0)
+    out["last_trade_before"] = shifted(np.maximum.accumulate(traded, axis=1), 1, -1)  # month index, -1: never
+    out["n_reported_before"] = shifted(np.cumsum(~np.isnan(lv), axis=1, dtype=np.int64), 1, 0)
     out["usd_avg3"], out["n3"] = window_mean(usd, 2, 0)
     out["kg_avg3"] = window_mean(kg, 2, 0)[0]
     # robust z against the trailing year; MAD floored so that flat series are not infinitely
@@ -125,8 +167,9 @@ def series_stats(usd: np.ndarray, kg: np.ndarray) -> dict[str, np.ndarray]:
         out["z_value"] = (lv - medians["lv_med"]) / (1.4826 * np.fmax(medians["lv_mad"], 0.15))
         out["z_weight"] = (lw - medians["lw_med"]) / (1.4826 * np.fmax(medians["lw_mad"], 0.15))
     # the highest of the usual levels: trailing year, the same season last year, the year before
-    out["usd_expected"] = np.fmax(np.fmax(np.nan_to_num(medians["usd_med"]), np.nan_to_num(out["usd_last_year"])),
-                                  np.nan_to_num(out["usd_med_prior_year"]))
-    out["kg_expected"] = np.fmax(np.fmax(np.nan_to_num(medians["kg_med"]), np.nan_to_num(out["kg_last_year"])),
-                                 np.nan_to_num(out["kg_med_prior_year"]))
+    # (all are >= 0; fmax skips NaN, and the last 0 stands for none known)
+    out["usd_expected"] = functools.reduce(np.fmax, (medians["usd_med"], out["usd_last_year"],
+                                                     out["usd_med_prior_year"], 0.0))
+    out["kg_expected"] = functools.reduce(np.fmax, (medians["kg_med"], out["kg_last_year"],
+                                                    out["kg_med_prior_year"], 0.0))
     return out

@@ -36,12 +36,18 @@ from detector.detectors._common import (
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 SQL = """
-WITH both_sides AS (
+WITH candidates AS (   -- a three-month gap of min_gap_usd a month needs one month with a gap that large
+    SELECT DISTINCT hs_code, exporter, importer
+    FROM corridor_months JOIN scope_codes sc USING (hs_code)
+    WHERE sc.scored AND period BETWEEN $start - INTERVAL 2 MONTH AND $end
+      AND abs(m_usd / $cif_factor - x_usd) >= $min_gap_usd
+),
+both_sides AS (   -- whole series of the candidates: the windows see the same months
     SELECT hs_code, exporter, importer, period, m_usd, x_usd,
            sum(m_usd) OVER w3 AS m3, sum(x_usd) OVER w3 AS x3, sum(x_usd) OVER w3_before AS x3_before,
            count(m_usd) OVER w3 AS m_months, count(x_usd) OVER w3 AS x_months,
            count(x_usd) OVER w3_before AS x_months_before
-    FROM corridor_months
+    FROM corridor_months SEMI JOIN candidates USING (hs_code, exporter, importer)
     WINDOW w3 AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
            w3_before AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 3 PRECEDING AND 1 PRECEDING)
 ),

@@ -46,6 +46,7 @@ shares AS (
                PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period
                ROWS BETWEEN 12 PRECEDING AND 1 PRECEDING) AS share_usual
     FROM corridor_months s JOIN supply t USING (hs_code, importer, period)
+    WHERE s.hs_code IN (SELECT hs_code FROM scope_codes WHERE scored)   -- whole series: same windows
 )
 SELECT s.hs_code, sc.commodity, s.exporter, s.importer, s.period, s.side, s.usd, s.usd_expected,
        -- rises only: a route that lost trade (after a control, say) is context, not a lead
@@ -57,12 +58,11 @@ SELECT s.hs_code, sc.commodity, s.exporter, s.importer, s.period, s.side, s.usd,
            AS z_weight,
        coalesce(ln((s.usd / nullif(s.kg_row, 0)) / w.world_uv), 0) AS price,
        -- three-month sums: a shipment booked a month late by the importer is not a gap
-       coalesce(ln((sum(cm.m_usd) OVER w3 / 1.06 + 1e4) / (sum(cm.x_usd) OVER w3 + 1e4)), 0) AS mirror,
+       coalesce(ln((sum(s.m_usd) OVER w3 / 1.06 + 1e4) / (sum(s.x_usd) OVER w3 + 1e4)), 0) AS mirror,
        greatest(coalesce(sh.share - sh.share_usual, 0), 0) AS share,
        count(*) FILTER (WHERE s.usd > 2 * greatest(s.usd_expected, 1e4)) OVER w3 AS months_elevated
 FROM corridor_stats s
 JOIN scope_codes sc USING (hs_code)
-JOIN corridor_months cm USING (hs_code, exporter, importer, period)
 LEFT JOIN world w USING (hs_code, period)
 LEFT JOIN shares sh USING (hs_code, exporter, importer, period)
 WHERE sc.scored AND s.usd > 0 AND s.n_hist >= $min_history
@@ -75,6 +75,8 @@ WINDOW w3 AS (PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period R
 class Settings:
     model: str = field(default="ecod", metadata={"doc": "PyOD model: ecod or iforest"})
     train_months: int = field(default=24, metadata={"doc": "months of corridor-months each fit learns from"})
+    max_train_rows: int = field(default=100_000, metadata={
+        "doc": "corridor-months a fit learns from at most (a seeded random sample beyond)"})
     max_tail: float = field(default=0.003, metadata={"doc": "report corridor-months rarer than this tail share"})
     min_usd: float = field(default=100_000.0, metadata={"doc": "smallest corridor-month reported"})
     min_history: int = field(default=6, metadata={"doc": "reported months in the trailing year"})
@@ -120,13 +122,20 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         return empty_output()
     names = list(FEATURES)
     months = data.filter(pl.col("period") >= window.start)["period"].unique().sort()
+    features = data.select(names).to_numpy()
+    periods = data["period"].to_numpy()
+    sample = np.random.default_rng(settings.seed)
     scored = []
     for current in months:  # one fit per month: a month never learns from later months
-        train = data.filter(pl.col("period").is_between(months_back(current, settings.train_months - 1), current))
-        test = train.filter((pl.col("period") == current) & (pl.col("usd") >= settings.min_usd))
-        if test.height == 0 or train.height < 50:
+        in_train = (periods >= np.datetime64(months_back(current, settings.train_months - 1))) & (
+            periods <= np.datetime64(current))
+        test = data.filter((pl.col("period") == current) & (pl.col("usd") >= settings.min_usd))
+        train = features[in_train]
+        if test.height == 0 or len(train) < 50:
             continue
-        tail, contrib = _score_month(train.select(names).to_numpy(), test.select(names).to_numpy(), settings)
+        if len(train) > settings.max_train_rows:  # the tails of a large sample are the same tails
+            train = train[np.sort(sample.choice(len(train), settings.max_train_rows, replace=False))]
+        tail, contrib = _score_month(train, test.select(names).to_numpy(), settings)
         top = np.argsort(-contrib, axis=1)[:, :2]
         scored.append(test.with_columns(
             pl.Series("tail", tail),

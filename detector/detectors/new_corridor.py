@@ -26,8 +26,16 @@ from detector.detectors._common import (
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 SQL = """
-WITH code_months AS (   -- months in which the code traded at all (a code new to the nomenclature is not a new route)
-    SELECT hs_code, period, (sum(usd) > 0)::INTEGER AS code_active FROM corridor_months GROUP BY ALL
+WITH candidates AS (   -- routes with a month in the window that could qualify; only their series are scanned
+    SELECT DISTINCT hs_code, exporter, importer
+    FROM corridor_stats JOIN scope_codes sc USING (hs_code)
+    WHERE sc.scored AND period BETWEEN $start AND $end
+      AND usd >= $min_usd AND usd > coalesce(usd_max_before, 0) * $min_above_max
+),
+code_months AS (   -- months in which the code traded at all (a code new to the nomenclature is not a new route)
+    SELECT hs_code, period, (sum(usd) > 0)::INTEGER AS code_active FROM corridor_months
+    WHERE hs_code IN (SELECT hs_code FROM candidates)
+    GROUP BY ALL
 ),
 quiet AS (
     SELECT s.*,
@@ -35,7 +43,8 @@ quiet AS (
            count(s.usd) OVER w_quiet AS reported_months,
            max(s.usd) OVER w_quiet AS max_in_quiet,
            sum(c.code_active) OVER w_quiet AS code_active_months
-    FROM corridor_stats s JOIN code_months c USING (hs_code, period)
+    FROM corridor_stats s SEMI JOIN candidates USING (hs_code, exporter, importer)
+    JOIN code_months c USING (hs_code, period)
     WINDOW w_quiet AS (PARTITION BY hs_code, exporter, importer ORDER BY period
                        ROWS BETWEEN $quiet_months PRECEDING AND 1 PRECEDING)
 ),
@@ -48,7 +57,9 @@ appeared AS (   -- the first month of trade after the quiet spell, carried over 
     FROM quiet
 ),
 destination_total AS (
-    SELECT hs_code, importer, period, CAST(sum(CAST(usd AS DECIMAL(38, 3))) AS DOUBLE) AS dest_usd FROM corridor_months GROUP BY ALL
+    SELECT hs_code, importer, period, CAST(sum(CAST(usd AS DECIMAL(38, 3))) AS DOUBLE) AS dest_usd FROM corridor_months
+    WHERE (hs_code, importer) IN (SELECT (hs_code, importer) FROM candidates)
+    GROUP BY ALL
 )
 SELECT a.hs_code, a.exporter, a.importer, a.period, a.side, a.usd, a.appeared_in, a.usd_max_before,
        a.last_trade_before, sc.commodity, sc.controlling_country, d.dest_usd,
