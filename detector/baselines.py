@@ -77,17 +77,16 @@ SELECT DISTINCT reporter, flow, datediff('month', CAST($lo AS DATE), period) AS 
 WHERE freq = 'M' AND flow IN ('M', 'X') AND period BETWEEN $lo AND $hi
 """
 
-# The monthly figures on the dense grid, one row per series and month, with the series' keys.
-STATS_TABLE_SQL = """
-CREATE OR REPLACE TEMP TABLE {dst} AS
-SELECT {keys}, s.period, k.side, s.* EXCLUDE (series_no, period)
+# A block's figures and statistics, one row per series and month, with the series' keys.
+STATS_SELECT_SQL = """
+SELECT {keys}, s.period, CASE WHEN s.side_m THEN 'M' ELSE 'X' END AS side, s.* EXCLUDE (series_no, period, side_m)
 FROM grid_stats s JOIN {key_table} k USING (series_no)
 """
 
 # The corridor figures alone (the detectors that need no statistics read these).
 CORRIDOR_MONTHS_VIEW = """
 CREATE OR REPLACE TEMP VIEW corridor_months AS
-SELECT hs_code, exporter, importer, period, side, m_usd, m_kg, x_usd, x_kg, usd, kg_row FROM corridor_stats
+SELECT hs_code, exporter, importer, period, side, m_usd, x_usd, usd, kg_row FROM corridor_stats
 """
 
 # The same series summed over all codes of a commodity (processing may change the code on the way).
@@ -113,11 +112,28 @@ def months_back(d: date, n: int) -> date:
     return date(total // 12, total % 12 + 1, 1)
 
 
+# Series x months handled at once: bounds the arrays in memory whatever the size of the world.
+BLOCK_CELLS = 2_000_000
+
+# The corridors' reported figures, numbered by series, in series order (blocks read ranges of it).
+CORRIDOR_CELLS_SQL = """
+CREATE OR REPLACE TEMP TABLE corridor_cells AS
+SELECT k.series_no, s.month_no, s.m_usd_row, s.m_kg_row, s.x_usd_row, s.x_kg_row
+FROM corridor_sides s JOIN corridor_keys k USING (hs_code, exporter, importer)
+ORDER BY k.series_no
+"""
+
+# What the detectors read of the statistics (the others are steps towards these).
+STORED_STATS = [
+    "lv", "lw", "n_hist", "lv_mad", "lw_mad", "usd_max_before", "last_trade_before", "usd_avg3", "z_value",
+    "z_weight", "usd_expected", "kg_expected",
+]
+
+
 def _matrix(cells: dict[str, np.ndarray], column: str, n_series: int, n_months: int) -> np.ndarray:
     """A sparse (series_no, month_no, value) column scattered onto the dense grid, NaN elsewhere."""
     grid = np.full((n_series, n_months), np.nan)
-    values = cells[column]
-    grid[cells["series_no"].astype(np.int64), cells["month_no"].astype(np.int64)] = values
+    grid[cells["series_no"].astype(np.int64), cells["month_no"].astype(np.int64)] = cells[column]
     return grid
 
 
@@ -128,33 +144,39 @@ def _fetch(con, sql: str, params=None) -> dict[str, np.ndarray]:
     return {c: frame[c].to_numpy() for c in frame.columns}
 
 
-def _corridor_grid(con, lo: date, n_months: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Both sides' reports per corridor and month on the dense grid, and the side each series reads.
+class Publication:
+    """Which reporter published which flow in which month of the grid, as boolean matrices."""
+
+    def __init__(self, con, lo: date, n_months: int):
+        reported = con.sql(REPORTED_SQL, params={"lo": lo, "hi": months_back(lo, -(n_months - 1))}).pl()
+        places = con.sql("""SELECT DISTINCT p FROM (SELECT exporter FROM corridor_keys UNION ALL
+                                                     SELECT importer FROM corridor_keys) t(p)""").pl()
+        names = pl.concat([places["p"], reported["reporter"]]).unique().sort()
+        self.place_no = {p: i for i, p in enumerate(names.to_list())}
+        self.by_flow = {flow: np.zeros((len(names), n_months), bool) for flow in ("M", "X")}
+        for (flow,), rows in reported.partition_by("flow", as_dict=True).items():
+            self.by_flow[flow][rows["reporter"].replace_strict(self.place_no).to_numpy(),
+                               rows["month_no"].to_numpy()] = True
+
+    def of(self, flow: str, reporters: pl.Series) -> np.ndarray:
+        rows = reporters.replace_strict(self.place_no, return_dtype=pl.Int64).to_numpy().astype(np.int64)
+        return self.by_flow[flow][rows]
+
+
+def _corridor_block(cells: dict[str, np.ndarray], keys: pl.DataFrame, published: Publication,
+                    n_months: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Both sides' reports of a block of corridors on the dense grid, and the side each series reads.
 
     Missing is not zero: a month the side did not publish is NaN; a month it published without a
     row for this corridor is 0 (value) and NaN (weight: unknown).
     """
-    cells = _fetch(con, """SELECT k.series_no, s.month_no, s.m_usd_row, s.m_kg_row, s.x_usd_row, s.x_kg_row
-                           FROM corridor_sides s JOIN corridor_keys k USING (hs_code, exporter, importer)""")
-    keys = con.sql("SELECT exporter, importer FROM corridor_keys ORDER BY series_no").pl()
     n = keys.height
-    reported = con.sql(REPORTED_SQL, params={"lo": lo, "hi": months_back(lo, -(n_months - 1))}).pl()
-    places = pl.concat([keys["exporter"], keys["importer"], reported["reporter"]]).unique().sort()
-    place_no = {p: i for i, p in enumerate(places.to_list())}
-    published = {flow: np.zeros((len(places), n_months), bool) for flow in ("M", "X")}
-    for flow, rows in reported.partition_by("flow", as_dict=True).items():
-        published[flow[0]][rows["reporter"].replace_strict(place_no).to_numpy(), rows["month_no"].to_numpy()] = True
-    if not n:  # no corridor (an empty warehouse or window)
-        return np.zeros(0, bool), {name: np.empty((0, n_months)) for name in ("m_usd", "m_kg", "x_usd", "x_kg", "usd", "kg_row")}
-    m_reported = published["M"][keys["importer"].replace_strict(place_no).to_numpy()]
-    x_reported = published["X"][keys["exporter"].replace_strict(place_no).to_numpy()]
+    m_reported, x_reported = published.of("M", keys["importer"]), published.of("X", keys["exporter"])
     side_m = m_reported.sum(axis=1) >= x_reported.sum(axis=1)  # the side reporting more months
     grid = {name: _matrix(cells, name, n, n_months) for name in ("m_usd_row", "m_kg_row", "x_usd_row", "x_kg_row")}
     out = {
         "m_usd": np.where(m_reported, np.nan_to_num(grid["m_usd_row"]), np.nan),
-        "m_kg": np.where(m_reported, np.nan_to_num(grid["m_kg_row"]), np.nan),
         "x_usd": np.where(x_reported, np.nan_to_num(grid["x_usd_row"]), np.nan),
-        "x_kg": np.where(x_reported, np.nan_to_num(grid["x_kg_row"]), np.nan),
     }
     out["usd"] = np.where(side_m[:, None], out["m_usd"], out["x_usd"])
     out["kg_row"] = np.where(side_m[:, None], np.where(m_reported, grid["m_kg_row"], np.nan),
@@ -162,22 +184,17 @@ def _corridor_grid(con, lo: date, n_months: int) -> tuple[np.ndarray, dict[str, 
     return side_m, out
 
 
-# What the detectors read of the statistics (the others are steps towards these).
-STORED_STATS = [
-    "lv", "lw", "n_hist", "lv_mad", "lw_mad", "usd_max_before", "last_trade_before", "usd_avg3", "z_value",
-    "z_weight", "usd_expected", "kg_expected",
-]
-
-
-def _store_stats(con, dst: str, key_table: str, keys: list[str], lo: date,
-                 columns: dict[str, np.ndarray]) -> None:
-    """Write the grid's figures and the stored statistics as temp table `dst`, one row per series
-    and month."""
+def _store_stats(con, dst: str, key_table: str, keys: list[str], lo: date, first_series: int,
+                 side_m: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+    """Append a block's figures and stored statistics to temp table `dst` (made by the first
+    block), one row per series and month."""
     n, n_months = columns["usd"].shape
-    columns = {name: grid for name, grid in columns.items() if name in STORED_STATS or name not in STAT_NAMES}
     months = np.array([months_back(lo, -m) for m in range(n_months)], dtype="datetime64[D]")
-    frame = {"series_no": np.repeat(np.arange(n, dtype=np.int64), n_months), "period": np.tile(months, n)}
+    frame = {"series_no": np.repeat(np.arange(first_series, first_series + n, dtype=np.int64), n_months),
+             "period": np.tile(months, n), "side_m": np.repeat(side_m, n_months)}
     for name, grid in columns.items():
+        if name in STAT_NAMES and name not in STORED_STATS:
+            continue
         flat = grid.ravel()
         if name == "last_trade_before":
             frame[name] = pl.Series(name, np.where(flat >= 0, months[np.maximum(flat, 0)], np.datetime64("NaT")))
@@ -186,8 +203,41 @@ def _store_stats(con, dst: str, key_table: str, keys: list[str], lo: date,
         else:
             frame[name] = flat
     con.register("grid_stats", pl.DataFrame(frame))
-    con.execute(STATS_TABLE_SQL.format(dst=dst, key_table=key_table, keys=", ".join(f"k.{k}" for k in keys)))
+    select = STATS_SELECT_SQL.format(key_table=key_table, keys=", ".join(f"k.{k}" for k in keys))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {dst} AS {select}" if first_series == 0
+                else f"INSERT INTO {dst} {select}")
     con.unregister("grid_stats")
+
+
+def _corridor_stats(con, lo: date, n_months: int) -> None:
+    """corridor_stats, built a block of corridors at a time."""
+    con.execute(CORRIDOR_CELLS_SQL)
+    con.execute("DROP TABLE corridor_sides")  # all in corridor_cells now
+    keys = con.sql("SELECT series_no, exporter, importer FROM corridor_keys ORDER BY series_no").pl()
+    published = Publication(con, lo, n_months)
+    block = max(1, BLOCK_CELLS // n_months)
+    for first in range(0, max(keys.height, 1), block):  # one (empty) block when there is no corridor
+        last = min(keys.height, first + block)
+        cells = _fetch(con, "SELECT * FROM corridor_cells WHERE series_no >= $first AND series_no < $last",
+                       {"first": first, "last": last})
+        cells["series_no"] = cells["series_no"] - first
+        side_m, columns = _corridor_block(cells, keys.slice(first, last - first), published, n_months)
+        columns |= trailing.series_stats(columns["usd"], columns["kg_row"])
+        _store_stats(con, "corridor_stats", "corridor_keys", ["hs_code", "exporter", "importer"], lo, first,
+                     side_m, columns)
+    con.execute("DROP TABLE corridor_cells")
+
+
+def _commodity_stats(con, lo: date, n_months: int) -> None:
+    """commodity_stats: the corridors of each watched commodity summed (few series: one block)."""
+    con.execute(COMMODITY_MONTHS_SQL, {"lo": lo})
+    con.execute(COMMODITY_KEYS_SQL)
+    keys = con.sql("SELECT side FROM commodity_keys ORDER BY series_no").pl()
+    cells = _fetch(con, """SELECT k.series_no, c.month_no, c.usd, c.kg_row
+                           FROM commodity_months c JOIN commodity_keys k USING (commodity, exporter, importer)""")
+    usd, kg = _matrix(cells, "usd", keys.height, n_months), _matrix(cells, "kg_row", keys.height, n_months)
+    _store_stats(con, "commodity_stats", "commodity_keys", ["commodity", "exporter", "importer"], lo, 0,
+                 (keys["side"] == "M").to_numpy(), {"usd": usd, "kg_row": kg} | trailing.series_stats(usd, kg))
 
 
 def prepare(wh: Warehouse, window: Window, all_codes: bool = False, fresh: bool = False) -> None:
@@ -221,23 +271,9 @@ def prepare(wh: Warehouse, window: Window, all_codes: bool = False, fresh: bool 
     con.execute(CORRIDOR_KEYS_SQL)
     if all_codes:
         con.execute(UNWATCHED_CODES_SQL)
-    side_m, columns = _corridor_grid(con, lo, n_months)
-    con.register("series_side", pl.DataFrame({"series_no": np.arange(side_m.size, dtype=np.int64),
-                                              "side": np.where(side_m, "M", "X")}))
-    con.execute("""CREATE OR REPLACE TEMP TABLE corridor_keys AS
-                   SELECT k.*, s.side FROM corridor_keys k JOIN series_side s USING (series_no)""")
-    con.unregister("series_side")
-    columns |= trailing.series_stats(columns["usd"], columns["kg_row"])
-    _store_stats(con, "corridor_stats", "corridor_keys", ["hs_code", "exporter", "importer"], lo, columns)
+    _corridor_stats(con, lo, n_months)
     con.execute(CORRIDOR_MONTHS_VIEW)
-    con.execute(COMMODITY_MONTHS_SQL, {"lo": lo})
-    con.execute(COMMODITY_KEYS_SQL)
-    n = con.execute("SELECT count(*) FROM commodity_keys").fetchall()[0][0]
-    cells = _fetch(con, """SELECT k.series_no, c.month_no, c.usd, c.kg_row
-                           FROM commodity_months c JOIN commodity_keys k USING (commodity, exporter, importer)""")
-    usd, kg = _matrix(cells, "usd", n, n_months), _matrix(cells, "kg_row", n, n_months)
-    _store_stats(con, "commodity_stats", "commodity_keys", ["commodity", "exporter", "importer"], lo,
-                 {"usd": usd, "kg_row": kg} | trailing.series_stats(usd, kg))
+    _commodity_stats(con, lo, n_months)
     wh._baselines = (window, all_codes)
 
 

@@ -4,6 +4,8 @@ histories."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import duckdb
 import numpy as np
 import polars as pl
@@ -111,3 +113,21 @@ def test_numpy_statistics_equal_the_sql_windows(seed):
     assert checked == 24
     # the data exercise what they are meant to: empty windows, even counts (interpolated medians)
     assert expected["n_hist"].min() == 0 and (expected["n_hist"] % 2 == 0).sum() > 1000
+
+
+def test_baselines_built_block_by_block_equal_one_block(tmp_path, monkeypatch):
+    """A world larger than a block is built a block of corridors at a time: same table."""
+    from detector import baselines
+    from detector.detectors.base import Window
+    from tests.handmade_world import background, load_world, thai_triangle
+
+    wh = load_world(tmp_path, thai_triangle() + background("282580") + background("811292", seed=3))
+    window = Window(date(2024, 1, 1), date(2024, 12, 1))
+    baselines.prepare(wh, window, all_codes=True, fresh=True)
+    order = "ORDER BY hs_code, exporter, importer, period"
+    whole = wh.frame(f"SELECT * FROM corridor_stats {order}")
+    monkeypatch.setattr(baselines, "BLOCK_CELLS", 100)  # two corridors of 36 months per block
+    baselines.prepare(wh, window, all_codes=True, fresh=True)
+    blocks = wh.frame(f"SELECT * FROM corridor_stats {order}")
+    assert whole.height > 0 and whole.equals(blocks)
+    assert wh.frame("SELECT count(DISTINCT (hs_code, exporter, importer)) AS n FROM corridor_stats")["n"][0] >= 10

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 
@@ -167,6 +166,8 @@ def _matrix(train: pl.DataFrame, df: pl.DataFrame) -> tuple[np.ndarray, list[str
 
 def fit_supervised(train: pl.DataFrame, opts: ModelOptions):
     """LightGBM on the labelled training lines (deterministic: fixed seed, threads and column order)."""
+    import lightgbm as lgb  # imported when a model is trained: every command would pay its import
+
     X, names = _matrix(train, train)
     y = train.get_column("label").to_numpy()
     params = {**DEFAULT_LGBM, **opts.lgbm_params}
