@@ -135,7 +135,7 @@ def _duplicated_header_name(con: duckdb.DuckDBPyConnection, path: Path, encoding
 
 
 def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
-              table: str = "staged_raw", allow_duplicates: bool = False) -> list[str]:
+              table: str = "staged_raw", allow_duplicates: bool = False, fast: bool = False) -> list[str]:
     """Read a CSV (plain or .gz) as text columns into a temp table; return the file's header.
 
     `choose_columns(header) -> list[str]` picks the columns to read (the CSV reader then skips
@@ -144,6 +144,10 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
     column (1-based, file order: the table keeps the reader's order, so row ids number the rows).
     A header naming a column twice is an error unless `allow_duplicates` (the repeats then come
     back renamed name_1, name_2, ... and the first one is the one read).
+
+    `fast`: a plain utf-8 file proven structurally clean (see `_clean_csv_table`) is read by the
+    Arrow CSV reader instead, into the same `table` and an empty `staged_broken`; any doubt falls
+    back to the DuckDB reader, which keeps broken lines with their line numbers.
     """
     if not path.exists():
         raise InputError(path, "no such file")
@@ -151,6 +155,7 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
     if not head.strip():
         raise InputError(path, "empty file (no header line)", line=1)
     encoding = sniff_encoding(path)
+    con.unregister(table)  # an Arrow table the fast path registered under this name (no-op otherwise)
     for t in (table, "staged_broken"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     reader = """read_csv(?, all_varchar = true, header = true, encoding = ?, store_rejects = true,
@@ -161,6 +166,11 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
         if repeated is not None:
             raise InputError(path, f"duplicated header column '{repeated}'", line=1)
         chosen = choose_columns(header) if choose_columns else header
+        if fast and FAST_STAGING and encoding == "utf-8":
+            data = _clean_csv_table(con, path, header, chosen)
+            if data is not None:
+                _stage_arrow(con, data, table)
+                return header
         select = "".join(f"{duckdb.ColumnExpression(c)}, " for c in chosen)
         # A window row_number() makes the reader run on one thread; a table keeps the file's
         # order when insertion order is preserved (the default), so its row ids number the rows
@@ -183,6 +193,136 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
     con.execute("DROP TABLE IF EXISTS staged_errors")
     con.execute("DROP TABLE IF EXISTS staged_scan")
     return header
+
+
+# Off: every file goes through the DuckDB reader (the fast path must give the same tables).
+FAST_STAGING = True
+_SCAN_CHUNK = 1 << 22
+_ARROW_SHARE = 0.25  # of DuckDB's memory limit, for the fast path's Arrow table
+_SIZE_UNITS = {"bytes": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+               "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_MAX_LINE = 1 << 20  # well under the DuckDB reader's line limit (2 MB), where it would reject a line
+
+
+def _csv_byte_shape(path: Path, delimiter: bytes) -> tuple[int, int] | None:
+    """(lines, delimiters) of a file with no quote, NUL or bare CR byte, valid utf-8 and no line
+    over _MAX_LINE bytes; None as soon as one of these fails.
+
+    Without quotes a line is a record and every delimiter splits a field, so these counts are
+    the whole structure of the file, found with a few vectorised passes over its bytes.
+    """
+    import numpy as np
+
+    lines = delims = crs = crlfs = 0
+    since_newline = 0  # bytes after the last newline seen
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    previous_cr = False
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_SCAN_CHUNK), b""):
+            a = np.frombuffer(chunk, np.uint8)
+            if np.count_nonzero(a == 0x22) or np.count_nonzero(a == 0):
+                return None
+            newlines = int(np.count_nonzero(a == 0x0A))
+            cr = int(np.count_nonzero(a == 0x0D))
+            crs += cr
+            crlfs += (chunk.count(b"\r\n") if cr else 0) + (previous_cr and chunk[:1] == b"\n")
+            previous_cr = chunk[-1:] == b"\r"
+            if not chunk.isascii() or decoder.getstate()[0]:  # (a character cut at the chunk end)
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    return None
+            if newlines:
+                if since_newline + chunk.find(b"\n") > _MAX_LINE:
+                    return None
+                since_newline = len(chunk) - chunk.rfind(b"\n") - 1
+            else:
+                since_newline += len(chunk)
+            if since_newline > _MAX_LINE:
+                return None
+            lines += newlines
+            delims += int(np.count_nonzero(a == delimiter[0]))
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return None
+    if since_newline:  # a last line without a line break
+        lines += 1
+    if crs and not (crs == crlfs == lines - (since_newline > 0)):
+        return None  # a CR that does not end a line, or a mix of line endings
+    return lines, delims
+
+
+def _memory_limit(con: duckdb.DuckDBPyConnection) -> float:
+    """DuckDB's memory limit in bytes (it reports it as text, e.g. '3.7 GiB')."""
+    text = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    number, _, unit = text.strip().partition(" ")
+    try:
+        return float(number) * _SIZE_UNITS[unit.strip().lower() or "bytes"]
+    except (ValueError, KeyError):
+        return 0.0  # unknown: no fast path
+
+
+def _clean_csv_table(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], chosen: list[str]):
+    """The `chosen` columns of a structurally clean CSV as an Arrow table of text (+ row_no), or None.
+
+    Clean means the file reads the same with the Arrow CSV reader as with the DuckDB reader,
+    proven by: a plain utf-8 file DuckDB sniffs as delimited (one-byte delimiter, no quoting, no
+    comment, no rows skipped); no quote, NUL or stray CR byte; a header line of the header's
+    width; the Arrow reader, which refuses a row of any other width; the file's delimiter count
+    equal to (width - 1) x lines; and one row per line after the header (no blank line skipped).
+    """
+    if path.name.lower().endswith(".gz"):
+        return None
+    try:
+        sniffed = con.execute(
+            "SELECT Delimiter, Quote, SkipRows, Comment FROM sniff_csv(?, header = true, encoding = 'utf-8')",
+            [str(path)]).fetchall()
+    except duckdb.Error:
+        return None
+    delimiter, quote, skip_rows, comment = sniffed[0]
+    if (len(delimiter.encode()) != 1 or delimiter in "\"\r\n" or quote not in ("", "(empty)")
+            or skip_rows or comment not in ("", "(empty)")):
+        return None
+    width = len(header)  # (one column: a blank line has the right delimiter count, 0)
+    first_line = _head_bytes(path, _MAX_LINE + 1).split(b"\n", 1)[0]
+    if width < 2 or first_line.count(delimiter.encode()) != width - 1:
+        return None
+    shape = _csv_byte_shape(path, delimiter.encode())
+    if shape is None or shape[1] != (width - 1) * shape[0]:
+        return None
+    # The Arrow table lives outside DuckDB's memory limit (and cannot spill): the fast path is for
+    # files whose text columns (+ 4-byte offsets) take at most a share of that limit.
+    arrow_bytes = path.stat().st_size * len(chosen) / width + shape[0] * (5 * len(chosen) + 8)
+    if arrow_bytes > _memory_limit(con) * _ARROW_SHARE:
+        return None
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    try:
+        table = pa_csv.read_csv(
+            path,
+            read_options=pa_csv.ReadOptions(skip_rows=1, column_names=header),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False,
+                                              newlines_in_values=False, ignore_empty_lines=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={c: pa.string() for c in chosen}, include_columns=chosen,
+                strings_can_be_null=True, null_values=[""], check_utf8=True),
+        )
+    except (pa.ArrowException, OSError, ValueError):  # any complaint means: not clean, use DuckDB's reader
+        return None
+    if table.num_rows + 1 != shape[0] or table.column_names != chosen:
+        return None
+    return table.append_column("row_no", pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
+
+
+def _stage_arrow(con: duckdb.DuckDBPyConnection, data, table: str) -> None:
+    """The fast path's Arrow table registered as `table`, with the empty `staged_broken` of a file
+    without broken lines. Registering copies nothing; copying it into a temp table instead costs
+    more than the parse then saves by scanning a table."""
+    con.register(table, data)
+    con.execute("CREATE TEMP TABLE staged_broken (line BIGINT, raw VARCHAR, reason VARCHAR)")
 
 
 def stage_parquet(con: duckdb.DuckDBPyConnection, path: Path, table: str = "staged_raw") -> list[str]:
@@ -354,14 +494,16 @@ def write_flows(con: duckdb.DuckDBPyConnection, summary: LoadSummary, candidates
 
     A key present twice in one file keeps its first line; the others are rejected. The usual
     case, a file without repeated keys whose reporter-months are new to the warehouse, is checked
-    first with one hash aggregate and one semi-join, and skips the ranking sort and the delete.
+    first with one sort of key hashes and one semi-join, and skips the ranking sort and the delete.
     """
     key = ", ".join(FLOW_KEY)
-    # Grouping one hash of the key is cheaper than grouping its seven columns; a collision only
-    # sends a file down the exact ranking path below, which then rejects nothing more.
-    repeated = con.execute(
-        f"SELECT count(*) FROM (SELECT hash({key}) AS h FROM {candidates} GROUP BY h HAVING count(*) > 1)"
-    ).fetchone()[0]
+    # One hash of the key per row, sorted to find a repeat: cheaper than a hash aggregate with
+    # one group per row; a collision only sends a file down the exact ranking path below, which
+    # then rejects nothing more.
+    hashes = con.execute(f"SELECT hash({key}) AS h FROM {candidates}").fetchnumpy()["h"]
+    hashes.sort()
+    repeated = bool((hashes[1:] == hashes[:-1]).any())
+    del hashes
     rows = candidates
     if repeated:
         con.execute(
@@ -375,11 +517,11 @@ def write_flows(con: duckdb.DuckDBPyConnection, summary: LoadSummary, candidates
                 FROM ranked WHERE dup > 1"""
         )
         rows = "(SELECT * FROM ranked WHERE dup = 1)"
-    overlap = con.execute(
+    overlap = con.execute("SELECT EXISTS (SELECT 1 FROM flows)").fetchall()[0][0] and con.execute(
         f"""SELECT EXISTS (SELECT 1 FROM flows f
                            SEMI JOIN (SELECT DISTINCT source, reporter, period, flow FROM {candidates}) c
                            USING (source, reporter, period, flow))"""
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     replaced = 0
     if overlap:
         on = " AND ".join(f"f.{k} IS NOT DISTINCT FROM r.{k}" for k in FLOW_KEY)
@@ -390,22 +532,34 @@ def write_flows(con: duckdb.DuckDBPyConnection, summary: LoadSummary, candidates
     summary.rows_loaded = int(inserted) - int(replaced)
 
 
-def record_rejects(con: duckdb.DuckDBPyConnection, summary: LoadSummary, path: Path, raw_sql: str) -> None:
-    """Move staged rejects (row_no, reason) and parser failures into `rejects` with file lines."""
+def record_rejects(con: duckdb.DuckDBPyConnection, summary: LoadSummary, path: Path, raw_sql: str,
+                   with_raw: str | None = None) -> None:
+    """Move staged rejects (row_no, reason) and parser failures into `rejects` with file lines.
+
+    `with_raw`: a relation of more rejects (row_no, reason, raw) that bring their raw text along,
+    so that they need no look-up in `staged_raw` (a join that reads every staged row).
+    """
     # Staged row n is file line n + 1 (after the header) plus the broken lines before it: the
     # last step below n, found once for all rejects by an as-of join.
-    con.execute(
-        f"""INSERT INTO rejects (load_id, file, line, raw, reason)
-            SELECT ?, ?, s.row_no + 1 + coalesce(b.n_before, 0), {raw_sql}, r.reason
-            FROM staged_rejects r JOIN staged_raw s USING (row_no)
-            ASOF LEFT JOIN ({BROKEN_STEPS_SQL}) b ON s.row_no > b.valid_before
-            UNION ALL
-            SELECT ?, ?, line, raw, reason FROM staged_broken""",
-        [summary.load_id, str(path), summary.load_id, str(path)],
-    )
+    parts = []
+    if con.execute("SELECT count(*) FROM (SELECT 1 FROM staged_rejects LIMIT 1)").fetchall()[0][0]:
+        parts.append(f"SELECT r.row_no, r.reason, {raw_sql} AS raw FROM staged_rejects r JOIN staged_raw s USING (row_no)")
+    if with_raw is not None:
+        parts.append(f"SELECT row_no, reason, raw FROM {with_raw} w")
+    if parts:
+        con.execute(
+            f"""INSERT INTO rejects (load_id, file, line, raw, reason)
+                SELECT ?, ?, s.row_no + 1 + coalesce(b.n_before, 0), s.raw, s.reason
+                FROM ({" UNION ALL ".join(parts)}) s
+                ASOF LEFT JOIN ({BROKEN_STEPS_SQL}) b ON s.row_no > b.valid_before""",
+            [summary.load_id, str(path)],
+        )
+    con.execute("INSERT INTO rejects (load_id, file, line, raw, reason) SELECT ?, ?, line, raw, reason FROM staged_broken",
+                [summary.load_id, str(path)])
+    more = f"UNION ALL SELECT reason FROM {with_raw} w" if with_raw is not None else ""
     for reason, n in con.execute(
-        """SELECT reason, count(*) FROM (SELECT reason FROM staged_rejects UNION ALL
-                                          SELECT reason FROM staged_broken) GROUP BY reason"""
+        f"""SELECT reason, count(*) FROM (SELECT reason FROM staged_rejects UNION ALL
+                                           SELECT reason FROM staged_broken {more}) GROUP BY reason ORDER BY reason"""
     ).fetchall():
         summary.reasons[reason] = int(n)
     summary.rows_rejected = sum(summary.reasons.values())
@@ -500,6 +654,7 @@ def load_files(wh: Warehouse, paths, source: str, load_one) -> list[LoadSummary]
             except duckdb.Error as exc:  # a case the loader's checks missed: still one line, nothing kept
                 raise InputError(path, f"internal error while loading, nothing was kept; please report "
                                        f"it ({_first_line(exc)})") from None
+        wh.con.unregister("staged_raw")  # the fast path's Arrow table, if any
         for t in ("staged_raw", "staged_broken", "staged_rejects", "ranked", "candidates", "parsed"):
             wh.con.execute(f"DROP TABLE IF EXISTS {t}")
         summary.seconds = time.perf_counter() - started

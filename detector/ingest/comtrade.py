@@ -168,7 +168,8 @@ rows AS (
            TRY_CAST(s.fob_raw AS DOUBLE)     AS fob,
            TRY_CAST(s.primary_raw AS DOUBLE) AS primary_value,
            TRY_CAST(s.weight_raw AS DOUBLE)  AS net_weight_kg,
-           TRY_CAST(s.qty_raw AS DOUBLE)     AS quantity
+           TRY_CAST(s.qty_raw AS DOUBLE)     AS quantity,
+           {raw_refs}
     FROM (SELECT row_no, {freqCode} AS k_freq, {period} AS k_period, {refPeriodId} AS k_ref_period_id,
                  {refYear} AS k_ref_year, {refMonth} AS k_ref_month,
                  {reporterCode} AS k_rc, {reporterISO} AS k_ri, {partnerCode} AS k_pc, {partnerISO} AS k_pi,
@@ -176,7 +177,7 @@ rows AS (
                  {flowCode} AS k_flow, {classificationCode} AS k_class, {customsCode} AS k_customs,
                  {motCode} AS k_mot, {qtyUnitAbbr} AS k_unit, {cmdCode} AS k_cmd,
                  {cifvalue} AS cif_raw, {fobvalue} AS fob_raw, {primaryValue} AS primary_raw,
-                 {netWgt} AS weight_raw, {qty} AS qty_raw
+                 {netWgt} AS weight_raw, {qty} AS qty_raw, {raw_columns}
           FROM staged_raw) s
     JOIN period_dim pd ON pd.k_freq IS NOT DISTINCT FROM s.k_freq AND pd.k_period IS NOT DISTINCT FROM s.k_period
          AND pd.k_ref_period_id IS NOT DISTINCT FROM s.k_ref_period_id
@@ -232,11 +233,13 @@ judged AS (
        END AS reject_reason
     FROM valued
 )
--- only what the rest of the load reads: a narrow table is cheap to write and scan
+-- only what the rest of the load reads: a narrow table is cheap to write and scan; the line as
+-- read (for `rejects.raw`) only for the rows rejected
 SELECT row_no, period, freq, reporter, partner,
        CASE WHEN partner2_is_aggregate THEN NULL ELSE partner2 END AS partner2,
        flow_code, hs_code, hs_revision, hs_fixed,
-       value_usd, net_weight_kg, quantity, qty_unit, reject_reason
+       value_usd, net_weight_kg, quantity, qty_unit, reject_reason,
+       CASE WHEN reject_reason IS NOT NULL THEN {raw_line} END AS raw
 FROM judged
 """
 
@@ -271,20 +274,27 @@ def _hs_revision_sql() -> str:
 
 
 def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
-    header = stage_csv(con, path, _read_columns)
+    header = stage_csv(con, path, _read_columns, fast=True)
     columns = column_map(header, path, USED_COLUMNS, REQUIRED, "a UN Comtrade file")
-    con.execute(PARSE_SQL.format(**columns, hs_revision=_hs_revision_sql()))
+    read = _read_columns(header)
+    # The staged text of the read columns rides along as raw_0.. so that a rejected row's line
+    # (the text raw_row_sql gives) is made in the parse, not by joining every staged row back.
+    con.execute(PARSE_SQL.format(
+        **columns, hs_revision=_hs_revision_sql(),
+        raw_columns=", ".join(f"{duckdb.ColumnExpression(c)} AS raw_{i}" for i, c in enumerate(read)),
+        raw_refs=", ".join(f"s.raw_{i}" for i in range(len(read))),
+        raw_line="concat_ws(',', " + ", ".join(f"coalesce(raw_{i}, '')" for i in range(len(read))) + ")"))
     summary.rows_read = con.execute("SELECT count(*) FROM parsed").fetchone()[0] + con.execute(
         "SELECT count(*) FROM staged_broken").fetchone()[0]
     con.execute(CANDIDATES_SQL.format(load_id="'" + summary.load_id.replace("'", "''") + "'"))
-    con.execute("INSERT INTO staged_rejects SELECT row_no, reject_reason FROM parsed WHERE reject_reason IS NOT NULL")
     summary.aggregates, summary.fixed_codes = con.execute(
         """SELECT count(*) FILTER (WHERE reject_reason LIKE 'partner is %aggregate%'),
                   count(*) FILTER (WHERE reject_reason IS NULL AND hs_fixed)
            FROM parsed""").fetchone()
     write_flows(con, summary, "candidate_flows")
     record_reporting(con, SOURCE, summary.load_id, flow="flow_code")
-    record_rejects(con, summary, path, raw_row_sql(_read_columns(header)))
+    record_rejects(con, summary, path, raw_row_sql(read),
+                   with_raw="(SELECT row_no, reject_reason AS reason, raw FROM parsed WHERE reject_reason IS NOT NULL)")
     con.execute("DROP VIEW candidate_flows")
 
 
