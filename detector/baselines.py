@@ -204,13 +204,14 @@ def _store_stats(con, dst: str, key_table: str, keys: list[str], lo: date, first
             frame[name] = flat
     con.register("grid_stats", pl.DataFrame(frame))
     select = STATS_SELECT_SQL.format(key_table=key_table, keys=", ".join(f"k.{k}" for k in keys))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {dst} AS {select}" if first_series == 0
+    temp = "TEMP " if "." not in dst or dst.startswith("temp.") else ""
+    con.execute(f"CREATE OR REPLACE {temp}TABLE {dst} AS {select}" if first_series == 0
                 else f"INSERT INTO {dst} {select}")
     con.unregister("grid_stats")
 
 
-def _corridor_stats(con, lo: date, n_months: int) -> None:
-    """corridor_stats, built a block of corridors at a time."""
+def _corridor_stats(con, work: str, lo: date, n_months: int) -> None:
+    """corridor_stats, built a block of corridors at a time into the working catalog `work`."""
     con.execute(CORRIDOR_CELLS_SQL)
     con.execute("DROP TABLE corridor_sides")  # all in corridor_cells now
     keys = con.sql("SELECT series_no, exporter, importer FROM corridor_keys ORDER BY series_no").pl()
@@ -223,9 +224,10 @@ def _corridor_stats(con, lo: date, n_months: int) -> None:
         cells["series_no"] = cells["series_no"] - first
         side_m, columns = _corridor_block(cells, keys.slice(first, last - first), published, n_months)
         columns |= trailing.series_stats(columns["usd"], columns["kg_row"])
-        _store_stats(con, "corridor_stats", "corridor_keys", ["hs_code", "exporter", "importer"], lo, first,
-                     side_m, columns)
+        _store_stats(con, f"{work}.corridor_stats_data", "corridor_keys", ["hs_code", "exporter", "importer"], lo,
+                     first, side_m, columns)
     con.execute("DROP TABLE corridor_cells")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW corridor_stats AS SELECT * FROM {work}.corridor_stats_data")
 
 
 def _commodity_stats(con, lo: date, n_months: int) -> None:
@@ -271,7 +273,7 @@ def prepare(wh: Warehouse, window: Window, all_codes: bool = False, fresh: bool 
     con.execute(CORRIDOR_KEYS_SQL)
     if all_codes:
         con.execute(UNWATCHED_CODES_SQL)
-    _corridor_stats(con, lo, n_months)
+    _corridor_stats(con, wh.scratch(), lo, n_months)
     con.execute(CORRIDOR_MONTHS_VIEW)
     _commodity_stats(con, lo, n_months)
     wh._baselines = (window, all_codes)

@@ -54,6 +54,16 @@ def _reference_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Warehouse:
     """An open warehouse file. Use as a context manager; `con` is the DuckDB connection."""
 
@@ -61,6 +71,23 @@ class Warehouse:
         self.con = con
         self.path = path
         self.read_only = read_only
+        self._scratch: Path | None = None
+
+    def scratch(self) -> str:
+        """The catalog for large working tables of this connection (the shared baselines): a
+        throwaway database file next to the warehouse, whose tables DuckDB stores compressed and
+        can page out, instead of temp tables that must stay in memory. Removed on close."""
+        if self.path == ":memory:":
+            return "temp"
+        if self._scratch is None:
+            folder = Path(f"{self.path}.tmp")
+            folder.mkdir(parents=True, exist_ok=True)
+            for left in folder.glob("work-*.duckdb*"):  # left by a process that was killed
+                if not _process_alive(int(left.name.split("-")[1])):
+                    left.unlink(missing_ok=True)
+            self._scratch = folder / f"work-{os.getpid()}-{id(self):x}.duckdb"
+            self.con.execute("ATTACH ? AS work", [str(self._scratch)])
+        return "work"
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, read_only: bool = False,
@@ -161,6 +188,10 @@ class Warehouse:
 
     def close(self) -> None:
         self.con.close()
+        if self._scratch is not None:
+            for leftover in (self._scratch, Path(f"{self._scratch}.wal")):
+                leftover.unlink(missing_ok=True)
+            self._scratch = None
 
     def __enter__(self) -> Warehouse:
         return self

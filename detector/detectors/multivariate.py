@@ -40,12 +40,12 @@ WITH world AS (
 supply AS (
     SELECT hs_code, importer, period, CAST(sum(CAST(usd AS DECIMAL(38, 3))) AS DOUBLE) AS importer_total FROM corridor_months GROUP BY ALL
 ),
-shares AS (
-    SELECT s.hs_code, s.exporter, s.importer, s.period, s.usd / nullif(t.importer_total, 0) AS share,
+shared AS (   -- each corridor-month's share of its importer's supply of the code, and the usual share
+    SELECT s.*, s.usd / nullif(t.importer_total, 0) AS share_now,
            avg(s.usd / nullif(t.importer_total, 0)) OVER (
                PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period
                ROWS BETWEEN 12 PRECEDING AND 1 PRECEDING) AS share_usual
-    FROM corridor_months s JOIN supply t USING (hs_code, importer, period)
+    FROM corridor_stats s JOIN supply t USING (hs_code, importer, period)
     WHERE s.hs_code IN (SELECT hs_code FROM scope_codes WHERE scored)   -- whole series: same windows
 )
 SELECT s.hs_code, sc.commodity, s.exporter, s.importer, s.period, s.side, s.usd, s.usd_expected,
@@ -59,12 +59,11 @@ SELECT s.hs_code, sc.commodity, s.exporter, s.importer, s.period, s.side, s.usd,
        coalesce(ln((s.usd / nullif(s.kg_row, 0)) / w.world_uv), 0) AS price,
        -- three-month sums: a shipment booked a month late by the importer is not a gap
        coalesce(ln((sum(s.m_usd) OVER w3 / 1.06 + 1e4) / (sum(s.x_usd) OVER w3 + 1e4)), 0) AS mirror,
-       greatest(coalesce(sh.share - sh.share_usual, 0), 0) AS share,
+       greatest(coalesce(s.share_now - s.share_usual, 0), 0) AS share,
        count(*) FILTER (WHERE s.usd > 2 * greatest(s.usd_expected, 1e4)) OVER w3 AS months_elevated
-FROM corridor_stats s
+FROM shared s
 JOIN scope_codes sc USING (hs_code)
 LEFT JOIN world w USING (hs_code, period)
-LEFT JOIN shares sh USING (hs_code, exporter, importer, period)
 WHERE sc.scored AND s.usd > 0 AND s.n_hist >= $min_history
   AND s.period BETWEEN $train_start AND $end
 WINDOW w3 AS (PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
