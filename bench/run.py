@@ -15,6 +15,7 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -137,17 +138,26 @@ def world_frame(rows: int, seed: int = 1) -> pl.DataFrame:
 
 
 def generated(rows: int, folder: Path = DATA) -> Path:
-    """The world file of about `rows` rows, generated on first use and reused after."""
+    """The world file of about `rows` rows, generated on first use (in a child process) and reused.
+
+    A child's peak RSS as the kernel reports it starts at its parent's: generating a large world in
+    this process would inflate every step measured after it.
+    """
     path = folder / f"comtrade_world_{rows}.csv"
     if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        partial = path.with_suffix(".csv.part")
-        world_frame(rows).write_csv(partial)
-        partial.rename(path)
-        print(f"generated {path} ({path.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.0f}s",
-              flush=True)
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--generate", str(rows), "--data", str(folder)],
+                       check=True)
     return path
+
+
+def generate(rows: int, folder: Path) -> None:
+    path = folder / f"comtrade_world_{rows}.csv"
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    partial = path.with_suffix(".csv.part")
+    world_frame(rows).write_csv(partial)
+    partial.rename(path)
+    print(f"generated {path} ({path.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.0f}s", flush=True)
 
 # ----------------------------------------------------------------------------- the pandas peer
 def pandas_peer(csv_path: Path) -> None:
@@ -345,9 +355,12 @@ def main(argv=None) -> None:
     ap.add_argument("--data", type=Path, default=DATA, help="folder of the generated files (reused)")
     ap.add_argument("--work", type=Path, help="folder for warehouses and outputs (default: a temp folder)")
     ap.add_argument("--pandas-peer", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.pandas_peer:
         return pandas_peer(args.pandas_peer)
+    if args.generate:
+        return generate(args.generate, args.data)
     scales = ([int(x) for x in args.scales.split(",")] if args.scales
               else sorted({min(5_000_000, args.rows), args.rows}))
     work = args.work or Path(tempfile.mkdtemp(prefix="detector-bench-"))

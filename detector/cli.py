@@ -200,7 +200,9 @@ def detectors(obj: Context):
 @click.option("--to", "end", metavar="YYYY-MM", help="Last month to score (default: latest loaded).")
 @click.option("--detector", "names", multiple=True, help="Run only this detector (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Also write Parquet here.")
-@click.option("--all-codes", is_flag=True, help="Baselines over every HS code, not only the watchlist's (slower).")
+@click.option("--all-codes", is_flag=True,
+              help="Every HS code in scope, not only the watchlist's: mirror gaps, unit values, new corridors "
+                   "and multivariate outliers on all codes (slower).")
 @click.pass_obj
 @friendly_errors
 def run_cmd(obj: Context, start, end, names, out, all_codes):

@@ -67,7 +67,8 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
                   settings: Settings | None = None, before_commit=None, all_codes: bool = False) -> RunResult:
     """`before_commit(con, result)`, if given, runs inside the run's transaction after the alerts
     are written: what it writes commits with them, and if it raises the run leaves nothing.
-    `all_codes`: the flow detectors' baselines cover every HS code, not only the watchlist's."""
+    `all_codes`: every HS code in scope (baselines for all; alerts on all from the detectors that need no
+    controlling country), not only the watchlist's."""
     specs = registry.all_detectors()
     chosen = [registry.get(n) for n in names] if names else list(specs.values())
     settings = settings or Settings()
