@@ -101,7 +101,8 @@ def rolling_median(a, back, to, with_mad):
 def shifted(a: np.ndarray, k: int, fill: float = np.nan) -> np.ndarray:
     """Each month's value of k months before (`fill` before the first month)."""
     out = np.full_like(a, fill)
-    out[:, k:] = a[:, : a.shape[1] - k]
+    if k < a.shape[1]:
+        out[:, k:] = a[:, : a.shape[1] - k]
     return out
 
 

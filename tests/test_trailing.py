@@ -80,9 +80,9 @@ def _series(seed: int, n: int = 400, months: int = 30) -> tuple[np.ndarray, np.n
     return usd, kg
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_numpy_statistics_equal_the_sql_windows(seed):
-    usd, kg = _series(seed)
+@pytest.mark.parametrize("seed, months", [(1, 30), (2, 30), (3, 10)])   # 10: shorter than some windows
+def test_numpy_statistics_equal_the_sql_windows(seed, months):
+    usd, kg = _series(seed, months=months)
     n, months = usd.shape
     start = np.datetime64("2022-01-01")
     periods = np.array([months_back(start.astype(object), -m) for m in range(months)], dtype="datetime64[D]")
@@ -112,7 +112,7 @@ def test_numpy_statistics_equal_the_sql_windows(seed):
         checked += 1
     assert checked == 24
     # the data exercise what they are meant to: empty windows, even counts (interpolated medians)
-    assert expected["n_hist"].min() == 0 and (expected["n_hist"] % 2 == 0).sum() > 1000
+    assert expected["n_hist"].min() == 0 and (expected["n_hist"] % 2 == 0).sum() > 100 * months / 30
 
 
 def test_baselines_built_block_by_block_equal_one_block(tmp_path, monkeypatch):
