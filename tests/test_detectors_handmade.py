@@ -216,3 +216,19 @@ def test_mirror_gap_checks_origin_against_consignment(consignment_world):
     false_origin = df.filter(pl.col("via") == "THA")
     assert set(false_origin["period"].dt.strftime("%Y-%m")) == {"2025-02", "2025-03", "2025-04"}
     assert (false_origin["score"] > 0.5).all() and "may be false" in false_origin["explanation"][0]
+
+
+def test_multivariate_sample_does_not_depend_on_the_order_rows_arrive_in(triangle_world, monkeypatch):
+    """A month larger than max_train_rows learns from a seeded sample: the same data in another
+    order (as a parallel query may return it) gives the same alerts."""
+    from detector.detectors import multivariate
+
+    original = multivariate.query
+    outputs = []
+    for shuffle_seed in (1, 2):
+        monkeypatch.setattr(multivariate, "query", lambda *a, s=shuffle_seed, **k: original(*a, **k).sample(
+            fraction=1.0, shuffle=True, seed=s))
+        df = run(triangle_world, "multivariate", max_train_rows=60, max_tail=0.2, min_usd=0.0)
+        outputs.append(df.sort("period", "hs_code", "reporter", "partner"))
+    assert outputs[0].height > 0
+    assert outputs[0].equals(outputs[1])

@@ -119,6 +119,8 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
     data = query(wh, window, SQL, {"min_history": settings.min_history, "train_start": train_start})
     if data.height == 0:
         return empty_output()
+    # the rows in a fixed order (the query's is not), so that the sample of a large month is too
+    data = data.sort("period", "hs_code", "exporter", "importer")
     names = list(FEATURES)
     months = data.filter(pl.col("period") >= window.start)["period"].unique().sort()
     features = data.select(names).to_numpy()
