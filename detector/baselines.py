@@ -243,8 +243,8 @@ def _commodity_stats(con, lo: date, n_months: int) -> None:
 
 
 def prepare(wh: Warehouse, window: Window, all_codes: bool = False, fresh: bool = False) -> None:
-    """Build the temp tables scope_codes, corridor_stats (and its view corridor_months) and
-    commodity_stats.
+    """Build scope_codes, commodity_stats (temp tables) and corridor_stats (a temp view of a table
+    in the warehouse's scratch file, see Warehouse.scratch) with its view corridor_months.
 
     Detectors of one run share them: a later call for the same window reuses them, and a run
     that put every code in scope keeps it for all its detectors. `fresh` rebuilds them, as a new
