@@ -64,7 +64,7 @@ KEPT_WITH_BREAKDOWNS = """
 """
 KEPT_ALL = "SELECT * FROM bridged"
 
-# Every corridor once, numbered; `side` is filled in after the grid is built.
+# Every corridor once, numbered in key order (a code's corridors are consecutive).
 CORRIDOR_KEYS_SQL = """
 CREATE OR REPLACE TEMP TABLE corridor_keys AS
 SELECT row_number() OVER (ORDER BY hs_code, exporter, importer) - 1 AS series_no, hs_code, exporter, importer
@@ -77,9 +77,10 @@ SELECT DISTINCT reporter, flow, datediff('month', CAST($lo AS DATE), period) AS 
 WHERE freq = 'M' AND flow IN ('M', 'X') AND period BETWEEN $lo AND $hi
 """
 
-# A block's figures and statistics, one row per series and month, with the series' keys.
+# A block's figures and statistics, one row per series and month, with the series' keys (and its
+# number, by which corridor_blocks reads the grid back).
 STATS_SELECT_SQL = """
-SELECT {keys}, s.period, CASE WHEN s.side_m THEN 'M' ELSE 'X' END AS side, s.* EXCLUDE (series_no, period, side_m)
+SELECT {keys}, s.period, CASE WHEN s.side_m THEN 'M' ELSE 'X' END AS side, s.* EXCLUDE (period, side_m)
 FROM grid_stats s JOIN {key_table} k USING (series_no)
 """
 
@@ -240,6 +241,58 @@ def _commodity_stats(con, lo: date, n_months: int) -> None:
     usd, kg = _matrix(cells, "usd", keys.height, n_months), _matrix(cells, "kg_row", keys.height, n_months)
     _store_stats(con, "commodity_stats", "commodity_keys", ["commodity", "exporter", "importer"], lo, 0,
                  (keys["side"] == "M").to_numpy(), {"usd": usd, "kg_row": kg} | trailing.series_stats(usd, kg))
+
+
+class GridBlock:
+    """Whole codes' corridors on the dense series x month grid: `keys` (series_no, hs_code,
+    exporter, importer, one row per series), `months` (the grid's months) and `columns`, each a
+    (series x month) matrix with NaN for NULL."""
+
+    def __init__(self, keys: pl.DataFrame, months: np.ndarray, columns: dict[str, np.ndarray]):
+        self.keys, self.months, self.columns = keys, months, columns
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+
+# The scored codes' corridors, numbered as in corridor_stats.
+SCORED_KEYS_SQL = """
+SELECT k.series_no, k.hs_code, k.exporter, k.importer
+FROM corridor_keys k SEMI JOIN scope_codes sc ON sc.hs_code = k.hs_code AND sc.scored
+ORDER BY k.series_no
+"""
+
+
+def corridor_blocks(con, columns: list[str], block_cells: int = BLOCK_CELLS):
+    """corridor_stats of the scored codes read back as dense matrices, whole codes at a time (so a
+    figure summed over a code's corridors, such as an importer's supply, is complete in one
+    block), for detectors whose windows are array operations rather than SQL windows."""
+    lo, hi = con.execute("SELECT min(period), max(period) FROM corridor_stats").fetchall()[0]
+    if lo is None:
+        return
+    n_months = (hi.year - lo.year) * 12 + hi.month - lo.month + 1
+    months = np.array([months_back(lo, -m) for m in range(n_months)], dtype="datetime64[D]")
+    keys = con.sql(SCORED_KEYS_SQL).pl()
+    code_starts = np.flatnonzero(keys["hs_code"].ne_missing(keys["hs_code"].shift(1)).to_numpy())
+    # a block ends where a code starts and the block would exceed block_cells
+    block_of_code = code_starts * n_months // max(block_cells, n_months)
+    cuts = code_starts[np.flatnonzero(np.diff(block_of_code, prepend=-1))]
+    for first, last in zip(cuts, [*cuts[1:], keys.height], strict=True):
+        block_keys = keys.slice(first, last - first)
+        series = block_keys["series_no"].to_numpy()
+        cells = _fetch(con, f"""SELECT series_no, datediff('month', $lo, period) AS month_no, {', '.join(columns)}
+                                FROM corridor_stats WHERE series_no BETWEEN $first AND $last""",
+                       {"lo": lo, "first": int(series[0]), "last": int(series[-1])})
+        row = np.searchsorted(series, cells["series_no"])
+        kept = (row < len(series)) & (series[np.minimum(row, len(series) - 1)] == cells["series_no"])
+        cell = row[kept] * n_months + cells["month_no"][kept].astype(np.int64)
+        if len(cell) == len(series) * n_months and (np.diff(cell) == 1).all():  # read in grid order
+            block = {name: cells[name][kept].astype(float).reshape(len(series), n_months) for name in columns}
+        else:
+            block = {name: np.full((len(series), n_months), np.nan) for name in columns}
+            for name in columns:
+                block[name].ravel()[cell] = cells[name][kept]
+        yield GridBlock(block_keys, months, block)
 
 
 def prepare(wh: Warehouse, window: Window, all_codes: bool = False, fresh: bool = False) -> None:

@@ -120,11 +120,20 @@ def window_max(a: np.ndarray, back: int, to: int) -> np.ndarray:
     return functools.reduce(np.fmax, (shifted(a, k) for k in range(to, back + 1)))
 
 
+def _window_total(a: np.ndarray, back: int, to: int) -> tuple[np.ndarray, np.ndarray]:
+    present = np.where(np.isnan(a), 0.0, a)
+    return functools.reduce(np.add, (shifted(present, k, 0.0) for k in range(to, back + 1))), window_count(a, back, to)
+
+
+def window_sum(a: np.ndarray, back: int, to: int) -> np.ndarray:
+    """Sum of the values present in months t-back .. t-to (NaN when none, as SQL's sum)."""
+    total, n = _window_total(a, back, to)
+    return np.where(n > 0, total, np.nan)
+
+
 def window_mean(a: np.ndarray, back: int, to: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean of the values present in months t-back .. t-to (NaN when none), and their count."""
-    present = np.where(np.isnan(a), 0.0, a)
-    total = functools.reduce(np.add, (shifted(present, k, 0.0) for k in range(to, back + 1)))
-    n = window_count(a, back, to)
+    total, n = _window_total(a, back, to)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, total / n, np.nan), n
 

@@ -221,13 +221,17 @@ def test_mirror_gap_checks_origin_against_consignment(consignment_world):
 def test_multivariate_sample_does_not_depend_on_the_order_rows_arrive_in(triangle_world, monkeypatch):
     """A month larger than max_train_rows learns from a seeded sample: the same data in another
     order (as a parallel query may return it) gives the same alerts."""
-    from detector.detectors import multivariate
+    from detector import baselines
 
-    original = multivariate.query
+    original = baselines._fetch
     outputs = []
     for shuffle_seed in (1, 2):
-        monkeypatch.setattr(multivariate, "query", lambda *a, s=shuffle_seed, **k: original(*a, **k).sample(
-            fraction=1.0, shuffle=True, seed=s))
+        def shuffled(*a, s=shuffle_seed, **k):
+            columns = original(*a, **k)
+            order = np.random.default_rng(s).permutation(len(next(iter(columns.values()))))
+            return {name: values[order] for name, values in columns.items()}
+
+        monkeypatch.setattr(baselines, "_fetch", shuffled)
         df = run(triangle_world, "multivariate", max_train_rows=60, max_tail=0.2, min_usd=0.0)
         outputs.append(df.sort("period", "hs_code", "reporter", "partner"))
     assert outputs[0].height > 0

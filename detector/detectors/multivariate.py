@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from detector import scoring
-from detector.baselines import months_back
-from detector.detectors._common import commodity, country_names, month, name_of, query, reporter_partner, usd
+from detector import scoring, trailing
+from detector.baselines import BLOCK_CELLS, GridBlock, corridor_blocks, months_back, prepare
+from detector.detectors._common import commodity, country_names, month, name_of, reporter_partner, usd
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 FEATURES = {
@@ -32,42 +32,26 @@ FEATURES = {
     "share": "change of share in the importer's supply",
 }
 
-SQL = """
-WITH world AS (
-    SELECT hs_code, period, median(usd / kg_row) AS world_uv
-    FROM corridor_months WHERE usd > 0 AND kg_row > 0 GROUP BY ALL
-),
-supply AS (
-    SELECT hs_code, importer, period, CAST(sum(CAST(usd AS DECIMAL(38, 3))) AS DOUBLE) AS importer_total FROM corridor_months GROUP BY ALL
-),
-shared AS (   -- each corridor-month's share of its importer's supply of the code, and the usual share
-    SELECT s.*, s.usd / nullif(t.importer_total, 0) AS share_now,
-           avg(s.usd / nullif(t.importer_total, 0)) OVER (
-               PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period
-               ROWS BETWEEN 12 PRECEDING AND 1 PRECEDING) AS share_usual
-    FROM corridor_stats s JOIN supply t USING (hs_code, importer, period)
-    WHERE s.hs_code IN (SELECT hs_code FROM scope_codes WHERE scored)   -- whole series: same windows
-)
-SELECT s.hs_code, sc.commodity, s.exporter, s.importer, s.period, s.side, s.usd, s.usd_expected,
-       -- rises only: a route that lost trade (after a control, say) is context, not a lead
-       greatest(ln((s.usd + 1e4) / (s.usd_expected + 1e4)), 0) AS growth,
-       -- against the usual level (which includes last year's season), in units of the trailing spread
-       least(greatest(coalesce((s.lv - ln(1 + s.usd_expected)) / (1.4826 * greatest(s.lv_mad, 0.15)), 0), 0), 10)
-           AS z_value,
-       least(greatest(coalesce((s.lw - ln(1 + s.kg_expected)) / (1.4826 * greatest(s.lw_mad, 0.15)), 0), 0), 10)
-           AS z_weight,
-       coalesce(ln((s.usd / nullif(s.kg_row, 0)) / w.world_uv), 0) AS price,
-       -- three-month sums: a shipment booked a month late by the importer is not a gap
-       coalesce(ln((sum(s.m_usd) OVER w3 / 1.06 + 1e4) / (sum(s.x_usd) OVER w3 + 1e4)), 0) AS mirror,
-       greatest(coalesce(s.share_now - s.share_usual, 0), 0) AS share,
-       count(*) FILTER (WHERE s.usd > 2 * greatest(s.usd_expected, 1e4)) OVER w3 AS months_elevated
-FROM shared s
-JOIN scope_codes sc USING (hs_code)
-LEFT JOIN world w USING (hs_code, period)
-WHERE sc.scored AND s.usd > 0 AND s.n_hist >= $min_history
-  AND s.period BETWEEN $train_start AND $end
-WINDOW w3 AS (PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
+# The world price of each scored code and month: the median unit value over its corridors.
+WORLD_SQL = """
+SELECT hs_code, datediff('month', (SELECT min(period) FROM corridor_stats), period) AS month_no,
+       median(usd / kg_row) AS world_uv
+FROM corridor_months SEMI JOIN scope_codes sc ON sc.hs_code = corridor_months.hs_code AND sc.scored
+WHERE usd > 0 AND kg_row > 0
+GROUP BY ALL
 """
+
+# What an alert row shows besides its features: the corridor's keys, commodity and book.
+ALERT_KEYS_SQL = """
+SELECT a.*, k.hs_code, k.exporter, k.importer, sc.commodity, cs.side
+FROM scored_rows a
+JOIN corridor_keys k USING (series_no)
+JOIN scope_codes sc USING (hs_code)
+JOIN corridor_stats cs ON cs.series_no = a.series_no AND cs.period = a.period
+"""
+
+GRID_COLUMNS = ["usd", "m_usd", "x_usd", "kg_row", "usd_expected", "kg_expected", "lv", "lv_mad", "lw", "lw_mad",
+                "n_hist"]
 
 
 @dataclass(frozen=True)
@@ -114,40 +98,115 @@ def _score_month(train: np.ndarray, test: np.ndarray, settings: Settings) -> tup
     return tail, contrib
 
 
+def _world_prices(wh, n_months: int) -> tuple[dict[str, int], np.ndarray]:
+    """Each scored code's world price by month, as a (code x month) matrix with a last row of NaN
+    for a code that has none."""
+    world = wh.frame(WORLD_SQL)
+    codes = world["hs_code"].unique().sort()
+    code_no = {c: i for i, c in enumerate(codes.to_list())}
+    grid = np.full((len(codes) + 1, n_months), np.nan)
+    grid[world["hs_code"].replace_strict(code_no, return_dtype=pl.Int64).to_numpy(),
+         world["month_no"].to_numpy()] = world["world_uv"].to_numpy()
+    return code_no, grid
+
+
+def _block_features(block: GridBlock, world: np.ndarray) -> dict[str, np.ndarray]:
+    """The features of every corridor-month of a block (whole codes), as (series x month) matrices.
+
+    Windows run over calendar months of the series (the grid is dense), and an importer's supply
+    of a code is the sum over all its corridors that month (NULL when none reported)."""
+    usd, expected = block["usd"], block["usd_expected"]
+    n_months = usd.shape[1]
+    supplier = block.keys.select(pl.concat_str("hs_code", "importer", separator="|").rank("dense") - 1)
+    cell = (supplier.to_series().to_numpy().astype(np.int64)[:, None] * n_months + np.arange(n_months)).ravel()
+    n_cells = (int(cell.max(initial=-1)) + 1)
+    supply = np.bincount(cell, np.nan_to_num(usd).ravel(), n_cells)[cell].reshape(usd.shape)
+    reported = np.bincount(cell, ~np.isnan(usd).ravel(), n_cells)[cell].reshape(usd.shape)
+
+    def robust_z(level, usual, spread):  # against the usual level, in units of the trailing spread
+        return np.clip(_zero_if_null((level - np.log(1 + usual)) / (1.4826 * np.fmax(spread, 0.15))), 0, 10)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share_now = usd / np.where((reported == 0) | (supply == 0), np.nan, supply)
+        share_usual = trailing.window_mean(share_now, 12, 1)[0]
+        return {
+            # rises only: a route that lost trade (after a control, say) is context, not a lead
+            "growth": np.fmax(np.log((usd + 1e4) / (expected + 1e4)), 0),
+            "z_value": robust_z(block["lv"], expected, block["lv_mad"]),
+            "z_weight": robust_z(block["lw"], block["kg_expected"], block["lw_mad"]),
+            "price": _zero_if_null(np.log(usd / np.where(block["kg_row"] == 0, np.nan, block["kg_row"]) / world)),
+            # three-month sums: a shipment booked a month late by the importer is not a gap
+            "mirror": _zero_if_null(np.log((trailing.window_sum(block["m_usd"], 2, 0) / 1.06 + 1e4)
+                                           / (trailing.window_sum(block["x_usd"], 2, 0) + 1e4))),
+            "share": np.fmax(_zero_if_null(share_now - share_usual), 0),
+            "months_elevated": trailing.window_sum((usd > 2 * np.fmax(expected, 1e4)).astype(float), 2, 0),
+        }
+
+
+def _zero_if_null(a: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(a), 0.0, a)
+
+
+def corridor_features(wh, window: Window, settings: Settings, block_cells: int = BLOCK_CELLS) -> pl.DataFrame:
+    """One row per scored corridor-month that may be scored or learnt from (traded, with a year
+    of history, from the first training month on): its series, month, level and features, in
+    (month, series) order."""
+    prepare(wh, window)
+    first = months_back(window.start, settings.train_months - 1)
+    parts, world = [], None
+    for block in corridor_blocks(wh.con, GRID_COLUMNS, block_cells):
+        if world is None:
+            code_no, world = _world_prices(wh, len(block.months))
+        codes = block.keys["hs_code"].replace_strict(code_no, default=len(code_no), return_dtype=pl.Int64).to_numpy()
+        columns = {"usd": block["usd"], "usd_expected": block["usd_expected"]} | _block_features(block, world[codes])
+        keep = ((block["usd"] > 0) & (block["n_hist"] >= settings.min_history)
+                & (block.months >= np.datetime64(first)) & (block.months <= np.datetime64(window.end)))
+        row, month_no = np.nonzero(keep)
+        parts.append({"series_no": block.keys["series_no"].to_numpy()[row], "month_no": month_no,
+                      **{name: values[keep] for name, values in columns.items()}})
+    if not parts:
+        return pl.DataFrame()
+    rows = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    order = np.argsort(rows["month_no"], kind="stable")  # blocks come in series order
+    rows = {name: values[order] for name, values in rows.items()}
+    return pl.DataFrame({"series_no": rows.pop("series_no"), "period": block.months[rows.pop("month_no")],
+                         **rows}).with_columns(pl.col("period").cast(pl.Date), pl.col("months_elevated").cast(pl.Int64))
+
+
 def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    train_start = months_back(window.start, settings.train_months - 1)
-    data = query(wh, window, SQL, {"min_history": settings.min_history, "train_start": train_start})
+    data = corridor_features(wh, window, settings)
     if data.height == 0:
         return empty_output()
-    # the rows in a fixed order (the query's is not), so that the sample of a large month is too
-    data = data.sort("period", "hs_code", "exporter", "importer")
     names = list(FEATURES)
-    months = data.filter(pl.col("period") >= window.start)["period"].unique().sort()
     features = data.select(names).to_numpy()
-    periods = data["period"].to_numpy()
+    periods, usd_now = data["period"].to_numpy(), data["usd"].to_numpy()
     sample = np.random.default_rng(settings.seed)
-    scored = []
-    for current in months:  # one fit per month: a month never learns from later months
-        in_train = (periods >= np.datetime64(months_back(current, settings.train_months - 1))) & (
-            periods <= np.datetime64(current))
-        test = data.filter((pl.col("period") == current) & (pl.col("usd") >= settings.min_usd))
-        train = features[in_train]
-        if test.height == 0 or len(train) < 50:
+    found = []  # (row, tail, top two features) of the test rows rare enough to report
+    for current in data.filter(pl.col("period") >= window.start)["period"].unique().sort():
+        # one fit per month: a month never learns from later months
+        train_from = np.searchsorted(periods, np.datetime64(months_back(current, settings.train_months - 1)))
+        month_from = np.searchsorted(periods, np.datetime64(current), side="left")
+        month_to = np.searchsorted(periods, np.datetime64(current), side="right")
+        test = month_from + np.flatnonzero(usd_now[month_from:month_to] >= settings.min_usd)
+        train = features[train_from:month_to]
+        if len(test) == 0 or len(train) < 50:
             continue
         if len(train) > settings.max_train_rows:  # the tails of a large sample are the same tails
             train = train[np.sort(sample.choice(len(train), settings.max_train_rows, replace=False))]
-        tail, contrib = _score_month(train, test.select(names).to_numpy(), settings)
-        top = np.argsort(-contrib, axis=1)[:, :2]
-        scored.append(test.with_columns(
-            pl.Series("tail", tail),
-            pl.Series("reason_1", [names[i] for i in top[:, 0]]),
-            pl.Series("reason_2", [names[i] for i in top[:, 1]]),
-        ))
-    if not scored:
+        tail, contrib = _score_month(train, features[test], settings)
+        rare = tail <= settings.max_tail
+        found.append((test[rare], tail[rare], np.argsort(-contrib[rare], axis=1)[:, :2]))
+    if not found:
         return empty_output()
-    df = pl.concat(scored).filter(pl.col("tail") <= settings.max_tail)
-    if df.height == 0:
+    rows, tail, top = (np.concatenate(part) for part in zip(*found, strict=True))
+    if len(rows) == 0:
         return empty_output()
+    reasons = np.array(names)[top]
+    df = data.select(pl.all().gather(rows)).with_columns(pl.Series("tail", tail), pl.Series("reason_1", reasons[:, 0]),
+                                 pl.Series("reason_2", reasons[:, 1]))
+    wh.con.register("scored_rows", df)
+    df = wh.frame(ALERT_KEYS_SQL)
+    wh.con.unregister("scored_rows")
     countries = country_names(wh)
     describe = {k: v for k, v in FEATURES.items()}
     df = df.with_columns(

@@ -1,0 +1,110 @@
+"""The multivariate detector's features, computed on the dense corridor grid, equal their SQL
+definition (window functions over corridor_stats) on the sample world with every code in scope,
+also when the grid's rows arrive in another order."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from detector import baselines
+from detector.detectors import multivariate
+from detector.detectors._common import query
+from detector.ingest.comtrade import load_comtrade
+from detector.runner import default_window
+from detector.sample import generate_world
+from detector.warehouse import Warehouse
+
+# The features as SQL over corridor_stats: the specification. Windows run over the calendar
+# months of each series, before any row is filtered out.
+FEATURES_SQL = """
+WITH world AS (   -- median unit value of the code that month over its corridors
+    SELECT hs_code, period, median(usd / kg_row) AS world_uv
+    FROM corridor_months WHERE usd > 0 AND kg_row > 0 GROUP BY ALL
+),
+supply AS (   -- the importer's supply of the code that month
+    SELECT hs_code, importer, period, sum(usd) AS importer_total FROM corridor_months GROUP BY ALL
+),
+windows AS (
+    SELECT s.*, s.usd / nullif(t.importer_total, 0) AS share_now,
+           avg(s.usd / nullif(t.importer_total, 0)) OVER (
+               PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period
+               ROWS BETWEEN 12 PRECEDING AND 1 PRECEDING) AS share_usual,
+           sum(s.m_usd) OVER w3 AS m_usd3, sum(s.x_usd) OVER w3 AS x_usd3,
+           count(*) FILTER (WHERE s.usd > 2 * greatest(s.usd_expected, 1e4)) OVER w3 AS months_elevated
+    FROM corridor_stats s JOIN supply t USING (hs_code, importer, period)
+    WHERE s.hs_code IN (SELECT hs_code FROM scope_codes WHERE scored)
+    WINDOW w3 AS (PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period
+                  ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
+)
+SELECT s.hs_code, s.exporter, s.importer, s.period, s.usd, s.usd_expected,
+       greatest(ln((s.usd + 1e4) / (s.usd_expected + 1e4)), 0) AS growth,
+       least(greatest(coalesce((s.lv - ln(1 + s.usd_expected)) / (1.4826 * greatest(s.lv_mad, 0.15)), 0), 0), 10)
+           AS z_value,
+       least(greatest(coalesce((s.lw - ln(1 + s.kg_expected)) / (1.4826 * greatest(s.lw_mad, 0.15)), 0), 0), 10)
+           AS z_weight,
+       coalesce(ln((s.usd / nullif(s.kg_row, 0)) / w.world_uv), 0) AS price,
+       coalesce(ln((s.m_usd3 / 1.06 + 1e4) / (s.x_usd3 + 1e4)), 0) AS mirror,
+       greatest(coalesce(s.share_now - s.share_usual, 0), 0) AS share,
+       s.months_elevated
+FROM windows s
+LEFT JOIN world w USING (hs_code, period)
+WHERE s.usd > 0 AND s.n_hist >= $min_history AND s.period BETWEEN $train_start AND $end
+"""
+
+COMPARED = [*multivariate.FEATURES, "months_elevated", "usd", "usd_expected"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    path = tmp_path_factory.mktemp("world")
+    generate_world(path, seed=7)
+    with Warehouse.open(path / "w.duckdb") as wh:
+        load_comtrade(wh, [path / "comtrade_monthly.csv"])
+        window = default_window(wh)
+        baselines.prepare(wh, window, all_codes=True, fresh=True)
+        settings = multivariate.Settings()
+        expected = query(wh, window, FEATURES_SQL, {
+            "min_history": settings.min_history,
+            "train_start": baselines.months_back(window.start, settings.train_months - 1)})
+        keys = wh.frame("SELECT series_no, hs_code, exporter, importer FROM corridor_keys")
+        yield wh, window, settings, expected, keys
+
+
+def _features(wh, window, settings, keys, block_cells=baselines.BLOCK_CELLS):
+    return multivariate.corridor_features(wh, window, settings, block_cells).join(keys, on="series_no", how="left")
+
+
+def _assert_equal(expected: pl.DataFrame, got: pl.DataFrame):
+    assert got.height == expected.height > 10_000
+    both = expected.join(got, on=["hs_code", "exporter", "importer", "period"], how="full", suffix="_grid")
+    assert both["usd"].null_count() == 0 and both["usd_grid"].null_count() == 0  # the same rows
+    for name in COMPARED:
+        np.testing.assert_allclose(both[f"{name}_grid"].to_numpy().astype(float), both[name].to_numpy().astype(float),
+                                   rtol=1e-9, atol=1e-12, err_msg=name)
+    for name in multivariate.FEATURES:  # every feature varies: none is constant by mistake
+        assert got[name].n_unique() > 100, name
+
+
+def test_features_equal_their_sql_definition(world):
+    wh, window, settings, expected, keys = world
+    got = _features(wh, window, settings, keys)
+    _assert_equal(expected, got)
+    assert got.select(pl.col("period").diff().dt.total_days().min()).item() >= 0  # in month order
+
+
+def test_features_do_not_depend_on_blocks_or_row_order(world, monkeypatch):
+    """Blocks of a few codes each, and the grid's rows shuffled as a parallel scan may return them."""
+    wh, window, settings, expected, keys = world
+    original = baselines._fetch
+
+    def shuffled(*args, **kwargs):
+        columns = original(*args, **kwargs)
+        order = np.random.default_rng(3).permutation(len(next(iter(columns.values()))))
+        return {name: values[order] for name, values in columns.items()}
+
+    monkeypatch.setattr(baselines, "_fetch", shuffled)
+    small = _features(wh, window, settings, keys, block_cells=20_000)
+    _assert_equal(expected, small)
+    assert small.equals(_features(wh, window, settings, keys))
