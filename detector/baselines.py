@@ -14,6 +14,7 @@ data gives the same scores, to the last bit.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import numpy as np
@@ -75,13 +76,6 @@ FROM (SELECT DISTINCT hs_code, exporter, importer FROM corridor_sides)
 REPORTED_SQL = """
 SELECT DISTINCT reporter, flow, datediff('month', CAST($lo AS DATE), period) AS month_no FROM reporting
 WHERE freq = 'M' AND flow IN ('M', 'X') AND period BETWEEN $lo AND $hi
-"""
-
-# A block's figures and statistics, one row per series and month, with the series' keys (and its
-# number, by which corridor_blocks reads the grid back).
-STATS_SELECT_SQL = """
-SELECT {keys}, s.period, CASE WHEN s.side_m THEN 'M' ELSE 'X' END AS side, s.* EXCLUDE (period, side_m)
-FROM grid_stats s JOIN {key_table} k USING (series_no)
 """
 
 # The corridor figures alone (the detectors that need no statistics read these).
@@ -185,48 +179,69 @@ def _corridor_block(cells: dict[str, np.ndarray], keys: pl.DataFrame, published:
     return side_m, out
 
 
-def _store_stats(con, dst: str, key_table: str, keys: list[str], lo: date, first_series: int,
-                 side_m: np.ndarray, columns: dict[str, np.ndarray]) -> None:
-    """Append a block's figures and stored statistics to temp table `dst` (made by the first
-    block), one row per series and month."""
+def _stats_frame(keys: pl.DataFrame, lo: date, side_m: np.ndarray, columns: dict[str, np.ndarray]) -> pl.DataFrame:
+    """A block's figures and stored statistics, one row per series and month: the series' keys
+    (`keys`: its number and key columns, one row per series of the block), month, side, number."""
     n, n_months = columns["usd"].shape
     months = np.array([months_back(lo, -m) for m in range(n_months)], dtype="datetime64[D]")
-    frame = {"series_no": np.repeat(np.arange(first_series, first_series + n, dtype=np.int64), n_months),
-             "period": np.tile(months, n), "side_m": np.repeat(side_m, n_months)}
+    key_columns = [c for c in keys.columns if c != "series_no"]
+    frame = keys.select(pl.col(key_columns).gather(np.repeat(np.arange(n), n_months))).with_columns(
+        pl.Series("period", np.tile(months, n)),
+        pl.Series("side", np.where(np.repeat(side_m, n_months), "M", "X")),
+        pl.Series("series_no", np.repeat(keys["series_no"].to_numpy(), n_months)))
+    stats = {}
     for name, grid in columns.items():
         if name in STAT_NAMES and name not in STORED_STATS:
             continue
         flat = grid.ravel()
         if name == "last_trade_before":
-            frame[name] = pl.Series(name, np.where(flat >= 0, months[np.maximum(flat, 0)], np.datetime64("NaT")))
+            stats[name] = pl.Series(name, np.where(flat >= 0, months[np.maximum(flat, 0)], np.datetime64("NaT")))
         elif flat.dtype.kind == "f":
-            frame[name] = pl.Series(name, flat, nan_to_null=True)
+            stats[name] = pl.Series(name, flat, nan_to_null=True)
         else:
-            frame[name] = flat
-    con.register("grid_stats", pl.DataFrame(frame))
-    select = STATS_SELECT_SQL.format(key_table=key_table, keys=", ".join(f"k.{k}" for k in keys))
+            stats[name] = pl.Series(name, flat)
+    return frame.with_columns(**stats)
+
+
+def _append(con, dst: str, frame: pl.DataFrame, create: bool) -> None:
+    """Append a block's rows to table `dst` (created, or replaced, by the first block)."""
+    con.register("grid_stats", frame)
     temp = "TEMP " if "." not in dst or dst.startswith("temp.") else ""
-    con.execute(f"CREATE OR REPLACE {temp}TABLE {dst} AS {select}" if first_series == 0
-                else f"INSERT INTO {dst} {select}")
+    con.execute(f"CREATE OR REPLACE {temp}TABLE {dst} AS SELECT * FROM grid_stats" if create
+                else f"INSERT INTO {dst} SELECT * FROM grid_stats")
     con.unregister("grid_stats")
 
 
 def _corridor_stats(con, work: str, lo: date, n_months: int) -> None:
-    """corridor_stats, built a block of corridors at a time into the working catalog `work`."""
+    """corridor_stats, built a block of corridors at a time into the working catalog `work`.
+
+    A second connection writes each block while this one reads and computes the next (DuckDB's
+    writing and the NumPy/Numba statistics both release the GIL, so they overlap)."""
     con.execute(CORRIDOR_CELLS_SQL)
     con.execute("DROP TABLE corridor_sides")  # all in corridor_cells now
-    keys = con.sql("SELECT series_no, exporter, importer FROM corridor_keys ORDER BY series_no").pl()
+    keys = con.sql("SELECT series_no, hs_code, exporter, importer FROM corridor_keys ORDER BY series_no").pl()
     published = Publication(con, lo, n_months)
     block = max(1, BLOCK_CELLS // n_months)
-    for first in range(0, max(keys.height, 1), block):  # one (empty) block when there is no corridor
-        last = min(keys.height, first + block)
-        cells = _fetch(con, "SELECT * FROM corridor_cells WHERE series_no >= $first AND series_no < $last",
-                       {"first": first, "last": last})
-        cells["series_no"] = cells["series_no"] - first
-        side_m, columns = _corridor_block(cells, keys.slice(first, last - first), published, n_months)
-        columns |= trailing.series_stats(columns["usd"], columns["kg_row"])
-        _store_stats(con, f"{work}.corridor_stats_data", "corridor_keys", ["hs_code", "exporter", "importer"], lo,
-                     first, side_m, columns)
+    writer_con = con.cursor()
+    try:
+        with ThreadPoolExecutor(1) as writer:
+            written = None
+            for first in range(0, max(keys.height, 1), block):  # one (empty) block when there is no corridor
+                last = min(keys.height, first + block)
+                cells = _fetch(con, "SELECT * FROM corridor_cells WHERE series_no >= $first AND series_no < $last",
+                               {"first": first, "last": last})
+                cells["series_no"] = cells["series_no"] - first
+                block_keys = keys.slice(first, last - first)
+                side_m, columns = _corridor_block(cells, block_keys, published, n_months)
+                columns |= trailing.series_stats(columns["usd"], columns["kg_row"])
+                frame = _stats_frame(block_keys, lo, side_m, columns)
+                if written is not None:
+                    written.result()  # blocks are appended in series order
+                written = writer.submit(_append, writer_con, f"{work}.corridor_stats_data", frame, first == 0)
+            if written is not None:
+                written.result()
+    finally:
+        writer_con.close()
     con.execute("DROP TABLE corridor_cells")
     con.execute(f"CREATE OR REPLACE TEMP VIEW corridor_stats AS SELECT * FROM {work}.corridor_stats_data")
 
@@ -235,12 +250,13 @@ def _commodity_stats(con, lo: date, n_months: int) -> None:
     """commodity_stats: the corridors of each watched commodity summed (few series: one block)."""
     con.execute(COMMODITY_MONTHS_SQL, {"lo": lo})
     con.execute(COMMODITY_KEYS_SQL)
-    keys = con.sql("SELECT side FROM commodity_keys ORDER BY series_no").pl()
+    keys = con.sql("SELECT series_no, commodity, exporter, importer, side FROM commodity_keys ORDER BY series_no").pl()
     cells = _fetch(con, """SELECT k.series_no, c.month_no, c.usd, c.kg_row
                            FROM commodity_months c JOIN commodity_keys k USING (commodity, exporter, importer)""")
     usd, kg = _matrix(cells, "usd", keys.height, n_months), _matrix(cells, "kg_row", keys.height, n_months)
-    _store_stats(con, "commodity_stats", "commodity_keys", ["commodity", "exporter", "importer"], lo, 0,
-                 (keys["side"] == "M").to_numpy(), {"usd": usd, "kg_row": kg} | trailing.series_stats(usd, kg))
+    frame = _stats_frame(keys.drop("side"), lo, (keys["side"] == "M").to_numpy(),
+                         {"usd": usd, "kg_row": kg} | trailing.series_stats(usd, kg))
+    _append(con, "commodity_stats", frame, create=True)
 
 
 class GridBlock:
