@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
-from detector import scoring
-from detector.baselines import months_back
+from detector import scoring, trailing
+from detector.baselines import BLOCK_CELLS, GridBlock, corridor_blocks, months_back, prepare
 from detector.detectors._common import (
     commodity,
     country_names,
@@ -35,52 +36,6 @@ from detector.detectors._common import (
 )
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
-SQL = """
-WITH candidates AS (   -- a three-month gap of min_gap_usd a month needs one month with a gap that large
-    SELECT DISTINCT hs_code, exporter, importer
-    FROM corridor_months JOIN scope_codes sc USING (hs_code)
-    WHERE sc.scored AND period BETWEEN $start - INTERVAL 2 MONTH AND $end
-      AND abs(m_usd / $cif_factor - x_usd) >= $min_gap_usd
-),
-both_sides AS (   -- whole series of the candidates: the windows see the same months
-    SELECT hs_code, exporter, importer, period, m_usd, x_usd,
-           sum(m_usd) OVER w3 AS m3, sum(x_usd) OVER w3 AS x3, sum(x_usd) OVER w3_before AS x3_before,
-           count(m_usd) OVER w3 AS m_months, count(x_usd) OVER w3 AS x_months,
-           count(x_usd) OVER w3_before AS x_months_before
-    FROM corridor_months SEMI JOIN candidates USING (hs_code, exporter, importer)
-    WINDOW w3 AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
-           w3_before AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 3 PRECEDING AND 1 PRECEDING)
-),
-aligned AS (   -- the importer's months against the exporter's same months, and against one month earlier
-    SELECT *,
-           ln((m3 / $cif_factor + $floor_usd) / (x3 + $floor_usd)) AS gap_same,
-           ln((m3 / $cif_factor + $floor_usd) / (coalesce(x3_before, x3) + $floor_usd)) AS gap_lagged
-    FROM both_sides WHERE m_months = 3 AND x_months = 3
-),
-gaps AS (   -- a gap only counts when it shows in both alignments (a booking a month late is no gap)
-    SELECT *,
-           CASE WHEN sign(gap_same) = sign(gap_lagged) AND abs(gap_lagged) < abs(gap_same) THEN gap_lagged
-                WHEN sign(gap_same) = sign(gap_lagged) THEN gap_same ELSE 0 END AS log_gap,
-           m3 > 0 AND x3 > 0 AS both_traded
-    FROM aligned
-),
-judged AS (   -- the usual gap, from months in which both books show trade
-    SELECT *,
-           median(log_gap) FILTER (WHERE both_traded) OVER w AS gap_med,
-           mad(log_gap) FILTER (WHERE both_traded) OVER w AS gap_mad,
-           count(*) FILTER (WHERE both_traded) OVER w AS n_hist
-    FROM gaps
-    WINDOW w AS (PARTITION BY hs_code, exporter, importer ORDER BY period
-                 ROWS BETWEEN 15 PRECEDING AND 3 PRECEDING)
-)
-SELECT j.*, sc.commodity, sc.controlling_country,
-       (j.log_gap - j.gap_med) / (1.4826 * greatest(j.gap_mad, 0.1)) AS z_gap
-FROM judged j JOIN scope_codes sc USING (hs_code)
-WHERE j.period BETWEEN $start AND $end AND j.n_hist >= $min_history AND sc.scored
-  AND abs(j.log_gap - j.gap_med) >= ln($min_ratio)
-  AND abs(j.m3 / $cif_factor - j.x3) / 3 >= $min_gap_usd
-"""
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -90,6 +45,70 @@ class Settings:
     min_gap_usd: float = field(default=50_000.0, metadata={"doc": "monthly USD difference between the two books"})
     floor_usd: float = field(default=10_000.0, metadata={"doc": "added to both sides so tiny flows do not make huge ratios"})
     min_history: int = field(default=6, metadata={"doc": "earlier months with both books"})
+
+
+# What a gap's alert shows besides its figures: the corridor's keys and its commodity's controller.
+GAP_KEYS_SQL = """
+SELECT g.*, k.hs_code, k.exporter, k.importer, sc.commodity, sc.controlling_country
+FROM gap_rows g JOIN corridor_keys k USING (series_no) JOIN scope_codes sc USING (hs_code)
+"""
+
+
+def _block_gaps(block: GridBlock, window: Window, settings: Settings) -> dict[str, np.ndarray] | None:
+    """The corridor-months of a block whose books disagree beyond the pair's usual gap.
+
+    Windows run over the calendar months of each series: three-month sums, compared only where
+    both sides published all three months; the usual gap is the median and MAD of the months
+    t-15 .. t-3 (those whose sums do not overlap month t's) in which both books show trade."""
+    m_usd, x_usd = block["m_usd"], block["x_usd"]
+    in_window = (block.months >= np.datetime64(window.start)) & (block.months <= np.datetime64(window.end))
+    # a three-month gap of min_gap_usd a month needs one month with a gap that large
+    near = (block.months >= np.datetime64(months_back(window.start, 2))) & (block.months <= np.datetime64(window.end))
+    with np.errstate(invalid="ignore"):
+        candidate = (np.abs(m_usd / settings.cif_factor - x_usd) >= settings.min_gap_usd)[:, near].any(axis=1)
+    if not candidate.any():
+        return None
+    series = np.flatnonzero(candidate)
+    m_usd, x_usd = m_usd[series], x_usd[series]
+    m3, x3 = trailing.window_sum(m_usd, 2, 0), trailing.window_sum(x_usd, 2, 0)
+    x3_before = trailing.window_sum(x_usd, 3, 1)
+    published = (trailing.window_count(m_usd, 2, 0) == 3) & (trailing.window_count(x_usd, 2, 0) == 3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        imports = m3 / settings.cif_factor + settings.floor_usd
+        gap_same = np.log(imports / (x3 + settings.floor_usd))
+        # against the exporter's months one earlier too: a gap only counts when it shows in both
+        gap_lagged = np.log(imports / (np.where(np.isnan(x3_before), x3, x3_before) + settings.floor_usd))
+        agree = np.sign(gap_same) == np.sign(gap_lagged)
+        log_gap = np.where(agree & (np.abs(gap_lagged) < np.abs(gap_same)), gap_lagged,
+                           np.where(agree, gap_same, 0.0))
+        usual = np.where(published & (m3 > 0) & (x3 > 0), log_gap, np.nan)
+        gap_med, gap_mad = trailing.rolling_median(usual, 15, 3, True)
+        n_hist = trailing.window_count(usual, 15, 3)
+        z_gap = (log_gap - gap_med) / (1.4826 * np.fmax(gap_mad, 0.1))
+        keep = (published & in_window & (n_hist >= settings.min_history)
+                & (np.abs(log_gap - gap_med) >= np.log(settings.min_ratio))
+                & (np.abs(m3 / settings.cif_factor - x3) / 3 >= settings.min_gap_usd)
+                & (np.abs(z_gap) >= settings.min_z))
+    row, month_no = np.nonzero(keep)
+    return {"series_no": block.keys["series_no"].to_numpy()[series[row]], "period": block.months[month_no],
+            "m3": m3[keep], "x3": x3[keep], "log_gap": log_gap[keep], "gap_med": gap_med[keep],
+            "gap_mad": gap_mad[keep], "n_hist": n_hist[keep], "z_gap": z_gap[keep]}
+
+
+def mirror_gaps(wh, window: Window, settings: Settings, block_cells: int = BLOCK_CELLS) -> pl.DataFrame:
+    """Every scored corridor-month of the window whose two books disagree beyond the pair's usual
+    gap, with the corridor's keys, commodity and controlling country."""
+    prepare(wh, window)
+    parts = [gaps for block in corridor_blocks(wh.con, ["m_usd", "x_usd"], block_cells)
+             if (gaps := _block_gaps(block, window, settings)) is not None]
+    if not parts:
+        return pl.DataFrame()
+    wh.con.register("gap_rows", pl.DataFrame({name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
+                    .with_columns(pl.col("period").cast(pl.Date)))
+    try:
+        return wh.frame(GAP_KEYS_SQL)
+    finally:
+        wh.con.unregister("gap_rows")
 
 
 # Imports whose recorded origin differs from the consignment country, per route and month.
@@ -154,9 +173,7 @@ def _consignment(wh, window: Window, settings: Settings) -> pl.DataFrame:
 
 def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
     consignment = _consignment(wh, window, settings)
-    df = query(wh, window, SQL, {k: getattr(settings, k) for k in (
-        "cif_factor", "min_ratio", "min_gap_usd", "floor_usd", "min_history")})
-    df = df.filter(pl.col("z_gap").abs() >= settings.min_z)
+    df = mirror_gaps(wh, window, settings)
     if df.height == 0:
         return consignment
     names = country_names(wh)

@@ -1,6 +1,7 @@
-"""The multivariate detector's features, computed on the dense corridor grid, equal their SQL
-definition (window functions over corridor_stats) on the sample world with every code in scope,
-also when the grid's rows arrive in another order."""
+"""What the detectors compute on the dense corridor grid (the multivariate detector's features,
+the mirror gaps) equals its SQL definition (window functions over corridor_stats) on the sample
+world with every code in scope, also in small blocks and when the grid's rows arrive in another
+order."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import polars as pl
 import pytest
 
 from detector import baselines
-from detector.detectors import multivariate
+from detector.detectors import mirror_gap, multivariate
 from detector.detectors._common import query
 from detector.ingest.comtrade import load_comtrade
 from detector.runner import default_window
@@ -55,6 +56,45 @@ WHERE s.usd > 0 AND s.n_hist >= $min_history AND s.period BETWEEN $train_start A
 
 COMPARED = [*multivariate.FEATURES, "months_elevated", "usd", "usd_expected"]
 
+# The mirror gaps as SQL: three-month sums where both sides published all three months, judged
+# against the median and MAD of the months t-15 .. t-3 in which both books show trade.
+MIRROR_GAP_SQL = """
+WITH both_sides AS (
+    SELECT hs_code, exporter, importer, period,
+           sum(m_usd) OVER w3 AS m3, sum(x_usd) OVER w3 AS x3, sum(x_usd) OVER w3_before AS x3_before,
+           count(m_usd) OVER w3 = 3 AND count(x_usd) OVER w3 = 3 AS published
+    FROM corridor_months SEMI JOIN scope_codes sc ON sc.hs_code = corridor_months.hs_code AND sc.scored
+    WINDOW w3 AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
+           w3_before AS (PARTITION BY hs_code, exporter, importer ORDER BY period
+                         ROWS BETWEEN 3 PRECEDING AND 1 PRECEDING)
+),
+aligned AS (
+    SELECT *, ln((m3 / $cif_factor + $floor_usd) / (x3 + $floor_usd)) AS gap_same,
+           ln((m3 / $cif_factor + $floor_usd) / (coalesce(x3_before, x3) + $floor_usd)) AS gap_lagged
+    FROM both_sides
+),
+gaps AS (
+    SELECT *,
+           CASE WHEN sign(gap_same) = sign(gap_lagged) AND abs(gap_lagged) < abs(gap_same) THEN gap_lagged
+                WHEN sign(gap_same) = sign(gap_lagged) THEN gap_same ELSE 0 END AS log_gap,
+           published AND m3 > 0 AND x3 > 0 AS usual_month
+    FROM aligned
+),
+judged AS (
+    SELECT *,
+           median(log_gap) FILTER (WHERE usual_month) OVER w AS gap_med,
+           mad(log_gap) FILTER (WHERE usual_month) OVER w AS gap_mad,
+           count(*) FILTER (WHERE usual_month) OVER w AS n_hist
+    FROM gaps
+    WINDOW w AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 15 PRECEDING AND 3 PRECEDING)
+)
+SELECT *, (log_gap - gap_med) / (1.4826 * greatest(gap_mad, 0.1)) AS z_gap
+FROM judged
+WHERE published AND period BETWEEN $start AND $end AND n_hist >= $min_history
+  AND abs(log_gap - gap_med) >= ln($min_ratio) AND abs(m3 / $cif_factor - x3) / 3 >= $min_gap_usd
+  AND abs((log_gap - gap_med) / (1.4826 * greatest(gap_mad, 0.1))) >= $min_z
+"""
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -70,6 +110,19 @@ def world(tmp_path_factory):
             "train_start": baselines.months_back(window.start, settings.train_months - 1)})
         keys = wh.frame("SELECT series_no, hs_code, exporter, importer FROM corridor_keys")
         yield wh, window, settings, expected, keys
+
+
+@pytest.fixture
+def shuffled_grid(monkeypatch):
+    """The grid's rows in another order, as a parallel scan may return them."""
+    original = baselines._fetch
+
+    def shuffled(*args, **kwargs):
+        columns = original(*args, **kwargs)
+        order = np.random.default_rng(3).permutation(len(next(iter(columns.values()))))
+        return {name: values[order] for name, values in columns.items()}
+
+    monkeypatch.setattr(baselines, "_fetch", shuffled)
 
 
 def _features(wh, window, settings, keys, block_cells=baselines.BLOCK_CELLS):
@@ -94,17 +147,25 @@ def test_features_equal_their_sql_definition(world):
     assert got.select(pl.col("period").diff().dt.total_days().min()).item() >= 0  # in month order
 
 
-def test_features_do_not_depend_on_blocks_or_row_order(world, monkeypatch):
-    """Blocks of a few codes each, and the grid's rows shuffled as a parallel scan may return them."""
+def test_features_do_not_depend_on_blocks_or_row_order(world, shuffled_grid):
     wh, window, settings, expected, keys = world
-    original = baselines._fetch
-
-    def shuffled(*args, **kwargs):
-        columns = original(*args, **kwargs)
-        order = np.random.default_rng(3).permutation(len(next(iter(columns.values()))))
-        return {name: values[order] for name, values in columns.items()}
-
-    monkeypatch.setattr(baselines, "_fetch", shuffled)
     small = _features(wh, window, settings, keys, block_cells=20_000)
     _assert_equal(expected, small)
     assert small.equals(_features(wh, window, settings, keys))
+
+
+@pytest.mark.parametrize("block_cells", [baselines.BLOCK_CELLS, 20_000])
+def test_mirror_gaps_equal_their_sql_definition(world, shuffled_grid, block_cells):
+    wh, window, *_ = world
+    settings = mirror_gap.Settings(min_z=2.0, min_ratio=1.3, min_gap_usd=20_000)  # more rows to compare
+    params = {k: getattr(settings, k) for k in ("cif_factor", "min_ratio", "min_gap_usd", "floor_usd", "min_history",
+                                                 "min_z")}
+    expected = query(wh, window, MIRROR_GAP_SQL, params)
+    got = mirror_gap.mirror_gaps(wh, window, settings, block_cells)
+    assert got.height == expected.height > 100
+    both = expected.join(got, on=["hs_code", "exporter", "importer", "period"], how="full", suffix="_grid")
+    assert both["m3"].null_count() == 0 and both["m3_grid"].null_count() == 0  # the same rows
+    for name in ("m3", "x3", "log_gap", "gap_med", "gap_mad", "n_hist", "z_gap"):
+        np.testing.assert_allclose(both[f"{name}_grid"].to_numpy().astype(float), both[name].to_numpy().astype(float),
+                                   rtol=1e-9, atol=1e-12, err_msg=name)
+    assert (got["commodity"].is_null() & got["controlling_country"].is_null()).any()  # unwatched codes too
