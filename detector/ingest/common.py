@@ -14,8 +14,10 @@ import hashlib
 import io
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -134,8 +136,31 @@ def _duplicated_header_name(con: duckdb.DuckDBPyConnection, path: Path, encoding
     return None
 
 
+_READER = """read_csv(?, all_varchar = true, header = true, encoding = ?, store_rejects = true,
+                      rejects_scan = 'staged_scan', rejects_table = 'staged_errors')"""
+
+
+def _csv_header(con: duckdb.DuckDBPyConnection, path: Path, allow_duplicates: bool) -> tuple[list[str], str]:
+    """(the header as the DuckDB reader names it, the file's encoding); refuses an empty file or a
+    header naming a column twice (unless `allow_duplicates`)."""
+    if not path.exists():
+        raise InputError(path, "no such file")
+    head = _head_bytes(path, 4096)
+    if not head.strip():
+        raise InputError(path, "empty file (no header line)", line=1)
+    encoding = sniff_encoding(path)
+    try:
+        header = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {_READER}", [str(path), encoding]).fetchall()]
+    except duckdb.Error as exc:
+        raise InputError(path, f"not a readable CSV file ({_first_line(exc)})") from None
+    repeated = None if allow_duplicates else _duplicated_header_name(con, path, encoding, header)
+    if repeated is not None:
+        raise InputError(path, f"duplicated header column '{repeated}'", line=1)
+    return header, encoding
+
+
 def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
-              table: str = "staged_raw", allow_duplicates: bool = False, fast: bool = False) -> list[str]:
+              table: str = "staged_raw", allow_duplicates: bool = False) -> list[str]:
     """Read a CSV (plain or .gz) as text columns into a temp table; return the file's header.
 
     `choose_columns(header) -> list[str]` picks the columns to read (the CSV reader then skips
@@ -144,41 +169,20 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
     column (1-based, file order: the table keeps the reader's order, so row ids number the rows).
     A header naming a column twice is an error unless `allow_duplicates` (the repeats then come
     back renamed name_1, name_2, ... and the first one is the one read).
-
-    `fast`: a plain utf-8 file proven structurally clean (see `_clean_csv_table`) is read by the
-    Arrow CSV reader instead, into the same `table` and an empty `staged_broken`; any doubt falls
-    back to the DuckDB reader, which keeps broken lines with their line numbers.
     """
-    if not path.exists():
-        raise InputError(path, "no such file")
-    head = _head_bytes(path, 4096)
-    if not head.strip():
-        raise InputError(path, "empty file (no header line)", line=1)
-    encoding = sniff_encoding(path)
-    con.unregister(table)  # an Arrow table the fast path registered under this name (no-op otherwise)
-    for t in (table, "staged_broken"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
-    reader = """read_csv(?, all_varchar = true, header = true, encoding = ?, store_rejects = true,
-                         rejects_scan = 'staged_scan', rejects_table = 'staged_errors')"""
-    try:
-        header = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}", [str(path), encoding]).fetchall()]
-        repeated = None if allow_duplicates else _duplicated_header_name(con, path, encoding, header)
-        if repeated is not None:
-            raise InputError(path, f"duplicated header column '{repeated}'", line=1)
-        chosen = choose_columns(header) if choose_columns else header
-        if fast and FAST_STAGING and encoding == "utf-8":
-            data = _clean_csv_table(con, path, header, chosen)
-            if data is not None:
-                _stage_arrow(con, data, table)
-                return header
-        select = "".join(f"{duckdb.ColumnExpression(c)}, " for c in chosen)
+    header, encoding = _csv_header(con, path, allow_duplicates)
+    chosen = choose_columns(header) if choose_columns else header
+    select = "".join(f"{duckdb.ColumnExpression(c)}, " for c in chosen)
+    try:  # (a sniff that failed in a transaction aborts it: the first statement here says so)
+        for t in (table, "staged_broken"):
+            con.execute(f"DROP TABLE IF EXISTS {t}")
         # A window row_number() makes the reader run on one thread; a table keeps the file's
         # order when insertion order is preserved (the default), so its row ids number the rows
         # instead. Row ids of a table made inside a transaction start at an offset: count from the first.
         ordered = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
         row_no = "CAST(NULL AS BIGINT)" if ordered else "row_number() OVER ()"
         con.execute(
-            f"CREATE TEMP TABLE {table} AS SELECT {select}{row_no} AS row_no FROM {reader}",
+            f"CREATE TEMP TABLE {table} AS SELECT {select}{row_no} AS row_no FROM {_READER}",
             [str(path), encoding],
         )
         if ordered:
@@ -195,83 +199,78 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
     return header
 
 
+def stage_csv_batches(con: duckdb.DuckDBPyConnection, path: Path, choose_columns, each_batch,
+                      table: str = "staged_raw") -> tuple[list[str], bool]:
+    """Hand a structurally clean CSV to `each_batch(header, first, execute)` a batch at a time; else
+    stage it whole.
+
+    A plain utf-8 file is read by the Arrow CSV reader in batches of whole lines (about
+    `_BATCH_BYTES` of text each), each proven clean before it is used (see `_clean_batches`);
+    `execute(sql)` runs SQL that reads the batch as `table` (the chosen text columns + row_no
+    numbering the file's rows). A file without rows still gets one empty batch. Returns (header, True),
+    with an empty `staged_broken`. Memory is two batches (this one and the next) whatever the
+    file's size, and no staged copy of the file's text is made.
+
+    Any other file, or any doubt in any batch, is staged whole by `stage_csv` (the DuckDB reader
+    keeps broken lines with their line numbers): (header, False), and the caller then reads
+    `table` whole, replacing whatever it made of the earlier batches.
+    """
+    header, encoding = _csv_header(con, path, allow_duplicates=False)
+    chosen = choose_columns(header)
+    if FAST_STAGING and encoding == "utf-8":
+        delimiter = _plain_delimiter(con, path)
+        if delimiter is not None:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+            batches = _clean_batches(path, header, chosen, delimiter)
+            try:
+                # The next batch is read and checked on a thread while DuckDB parses this one.
+                with ThreadPoolExecutor(1) as reader:
+                    ahead, first = reader.submit(next, batches, None), True
+                    while (batch := ahead.result()) is not None:
+                        ahead = reader.submit(next, batches, None)
+                        # A relation, not a registered view: a transaction keeps what it dropped
+                        # (a view and its Arrow table) until it ends, which would keep every batch.
+                        rel = con.from_arrow(batch)
+                        each_batch(header, first, partial(rel.query, table))
+                        first = False
+                        del rel, batch
+                con.execute("CREATE OR REPLACE TEMP TABLE staged_broken (line BIGINT, raw VARCHAR, reason VARCHAR)")
+                return header, True
+            except _NotClean:
+                pass
+            finally:
+                batches.close()
+    return stage_csv(con, path, choose_columns, table), False
+
+
+def restage_rows(con: duckdb.DuckDBPyConnection, path: Path, choose_columns, rows: str,
+                 table: str = "staged_raw") -> None:
+    """Temp table `table` with only the staged rows whose row_no is in the relation `rows`, from a
+    file `stage_csv_batches` took in batches (the few rows whose raw text a reject quotes)."""
+    con.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def keep(header, first, execute):
+        into = f"CREATE TEMP TABLE {table} AS" if first else f"INSERT INTO {table}"
+        execute(f"{into} SELECT b.* FROM staged_batch b SEMI JOIN {rows} r USING (row_no)")
+
+    header, batched = stage_csv_batches(con, path, choose_columns, keep, table="staged_batch")
+    if not batched:  # the file changed under the load: it was proven clean a moment ago
+        raise InputError(path, "file changed while it was being loaded; load it again")
+
+
 # Off: every file goes through the DuckDB reader (the fast path must give the same tables).
 FAST_STAGING = True
-_SCAN_CHUNK = 1 << 22
-_ARROW_SHARE = 0.25  # of DuckDB's memory limit, for the fast path's Arrow table
-_SIZE_UNITS = {"bytes": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-               "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_BATCH_BYTES = 64 << 20  # text per batch of the fast path (an Arrow batch takes about twice this)
 _MAX_LINE = 1 << 20  # well under the DuckDB reader's line limit (2 MB), where it would reject a line
 
 
-def _csv_byte_shape(path: Path, delimiter: bytes) -> tuple[int, int] | None:
-    """(lines, delimiters) of a file with no quote, NUL or bare CR byte, valid utf-8 and no line
-    over _MAX_LINE bytes; None as soon as one of these fails.
-
-    Without quotes a line is a record and every delimiter splits a field, so these counts are
-    the whole structure of the file, found with a few vectorised passes over its bytes.
-    """
-    import numpy as np
-
-    lines = delims = crs = crlfs = 0
-    since_newline = 0  # bytes after the last newline seen
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    previous_cr = False
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_SCAN_CHUNK), b""):
-            a = np.frombuffer(chunk, np.uint8)
-            if np.count_nonzero(a == 0x22) or np.count_nonzero(a == 0):
-                return None
-            newlines = int(np.count_nonzero(a == 0x0A))
-            cr = int(np.count_nonzero(a == 0x0D))
-            crs += cr
-            crlfs += (chunk.count(b"\r\n") if cr else 0) + (previous_cr and chunk[:1] == b"\n")
-            previous_cr = chunk[-1:] == b"\r"
-            if not chunk.isascii() or decoder.getstate()[0]:  # (a character cut at the chunk end)
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError:
-                    return None
-            if newlines:
-                if since_newline + chunk.find(b"\n") > _MAX_LINE:
-                    return None
-                since_newline = len(chunk) - chunk.rfind(b"\n") - 1
-            else:
-                since_newline += len(chunk)
-            if since_newline > _MAX_LINE:
-                return None
-            lines += newlines
-            delims += int(np.count_nonzero(a == delimiter[0]))
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return None
-    if since_newline:  # a last line without a line break
-        lines += 1
-    if crs and not (crs == crlfs == lines - (since_newline > 0)):
-        return None  # a CR that does not end a line, or a mix of line endings
-    return lines, delims
+class _NotClean(Exception):
+    """A file, or a batch of it, the fast path cannot vouch for: the DuckDB reader reads it whole."""
 
 
-def _memory_limit(con: duckdb.DuckDBPyConnection) -> float:
-    """DuckDB's memory limit in bytes (it reports it as text, e.g. '3.7 GiB')."""
-    text = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    number, _, unit = text.strip().partition(" ")
-    try:
-        return float(number) * _SIZE_UNITS[unit.strip().lower() or "bytes"]
-    except (ValueError, KeyError):
-        return 0.0  # unknown: no fast path
-
-
-def _clean_csv_table(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], chosen: list[str]):
-    """The `chosen` columns of a structurally clean CSV as an Arrow table of text (+ row_no), or None.
-
-    Clean means the file reads the same with the Arrow CSV reader as with the DuckDB reader,
-    proven by: a plain utf-8 file DuckDB sniffs as delimited (one-byte delimiter, no quoting, no
-    comment, no rows skipped); no quote, NUL or stray CR byte; a header line of the header's
-    width; the Arrow reader, which refuses a row of any other width; the file's delimiter count
-    equal to (width - 1) x lines; and one row per line after the header (no blank line skipped).
-    """
+def _plain_delimiter(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+    """The one-byte delimiter of a plain file DuckDB sniffs as delimited without quoting, comment
+    or skipped rows; None for anything else (a .gz file, another dialect)."""
     if path.name.lower().endswith(".gz"):
         return None
     try:
@@ -284,45 +283,93 @@ def _clean_csv_table(con: duckdb.DuckDBPyConnection, path: Path, header: list[st
     if (len(delimiter.encode()) != 1 or delimiter in "\"\r\n" or quote not in ("", "(empty)")
             or skip_rows or comment not in ("", "(empty)")):
         return None
-    width = len(header)  # (one column: a blank line has the right delimiter count, 0)
-    first_line = _head_bytes(path, _MAX_LINE + 1).split(b"\n", 1)[0]
-    if width < 2 or first_line.count(delimiter.encode()) != width - 1:
-        return None
-    shape = _csv_byte_shape(path, delimiter.encode())
-    if shape is None or shape[1] != (width - 1) * shape[0]:
-        return None
-    # The Arrow table lives outside DuckDB's memory limit (and cannot spill): the fast path is for
-    # files whose text columns (+ 4-byte offsets) take at most a share of that limit.
-    arrow_bytes = path.stat().st_size * len(chosen) / width + shape[0] * (5 * len(chosen) + 8)
-    if arrow_bytes > _memory_limit(con) * _ARROW_SHARE:
-        return None
+    return delimiter
+
+
+def _check_lines(text: bytes, crlf: bool, delimiter: bytes, width: int) -> int:
+    """The number of lines in `text` (whole lines; the last may lack its line break), or _NotClean.
+
+    Clean lines: no quote or NUL byte, valid utf-8, none over _MAX_LINE bytes, every line ending
+    in CR LF when `crlf` and no CR at all otherwise, and width - 1 delimiters per line on average
+    (the Arrow reader then refuses a line of any other width but an empty one, which this count
+    refuses). Without quotes a line is a record and every delimiter splits a field, so these
+    counts are the whole structure, found with a few fast passes over the bytes.
+    """
+    import numpy as np
+
+    if b'"' in text or b"\0" in text:
+        raise _NotClean
+    ends = np.flatnonzero(np.frombuffer(text, np.uint8) == 0x0A)
+    last = len(text) - 1 - int(ends[-1]) if len(ends) else len(text)  # bytes after the last line break
+    lines = len(ends) + (last > 0)
+    longest = max(int(ends[0]) if len(ends) else 0, int(np.diff(ends).max(initial=0)) - 1, last)
+    if longest > _MAX_LINE:
+        raise _NotClean
+    if crlf:
+        if not text.count(b"\r") == text.count(b"\r\n") == len(ends):
+            raise _NotClean  # a CR that does not end a line, or a line without one
+    elif b"\r" in text:
+        raise _NotClean
+    if text.count(delimiter) != (width - 1) * lines:
+        raise _NotClean
+    if not text.isascii():
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _NotClean from None
+    return lines
+
+
+def _clean_batches(path: Path, header: list[str], chosen: list[str], delimiter: str):
+    """The `chosen` columns of a structurally clean CSV as Arrow tables of text (+ row_no), a batch
+    of whole lines at a time; raises _NotClean at the first doubt.
+
+    Clean means the file reads the same with the Arrow CSV reader as with the DuckDB reader,
+    proven by: a header line of the header's width; lines that pass `_check_lines`; and the Arrow
+    reader, which refuses a row of any other width, giving one row per line (no blank line skipped).
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    try:
-        table = pa_csv.read_csv(
-            path,
-            read_options=pa_csv.ReadOptions(skip_rows=1, column_names=header),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False,
-                                              newlines_in_values=False, ignore_empty_lines=False),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={c: pa.string() for c in chosen}, include_columns=chosen,
-                strings_can_be_null=True, null_values=[""], check_utf8=True),
-        )
-    except (pa.ArrowException, OSError, ValueError):  # any complaint means: not clean, use DuckDB's reader
-        return None
-    if table.num_rows + 1 != shape[0] or table.column_names != chosen:
-        return None
-    return table.append_column("row_no", pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
-
-
-def _stage_arrow(con: duckdb.DuckDBPyConnection, data, table: str) -> None:
-    """The fast path's Arrow table registered as `table`, with the empty `staged_broken` of a file
-    without broken lines. Registering copies nothing; copying it into a temp table instead costs
-    more than the parse then saves by scanning a table."""
-    con.register(table, data)
-    con.execute("CREATE TEMP TABLE staged_broken (line BIGINT, raw VARCHAR, reason VARCHAR)")
+    width = len(header)  # (one column: a blank line has the right delimiter count, 0)
+    if width < 2:
+        raise _NotClean
+    options = dict(
+        read_options=pa_csv.ReadOptions(column_names=header),
+        parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False,
+                                          newlines_in_values=False, ignore_empty_lines=False),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={c: pa.string() for c in chosen}, include_columns=chosen,
+            strings_can_be_null=True, null_values=[""], check_utf8=True),
+    )
+    with open(path, "rb") as fh:
+        first = fh.readline(_MAX_LINE + 1)
+        crlf = first.endswith(b"\r\n")
+        if len(first) > _MAX_LINE:
+            raise _NotClean
+        _check_lines(first.removeprefix(codecs.BOM_UTF8), crlf, delimiter.encode(), width)
+        row_no, rest, done = 1, b"", False
+        while not done:
+            chunk = fh.read(_BATCH_BYTES)
+            done = not chunk
+            text = rest + chunk
+            cut = len(text) if done else text.rfind(b"\n") + 1
+            text, rest = text[:cut], text[cut:]
+            if len(rest) > _MAX_LINE:
+                raise _NotClean
+            if not text and not (done and row_no == 1):
+                continue
+            lines = _check_lines(text, crlf, delimiter.encode(), width) if text else 0
+            try:
+                table = pa_csv.read_csv(pa.py_buffer(text), **options) if text else pa.table(
+                    {c: pa.array([], pa.string()) for c in chosen})
+            except (pa.ArrowException, OSError, ValueError):  # any complaint: not clean
+                raise _NotClean from None
+            if table.num_rows != lines or table.column_names != chosen:
+                raise _NotClean
+            yield table.append_column("row_no", pa.array(np.arange(row_no, row_no + lines, dtype=np.int64)))
+            row_no += lines
 
 
 def stage_parquet(con: duckdb.DuckDBPyConnection, path: Path, table: str = "staged_raw") -> list[str]:
@@ -546,12 +593,18 @@ def record_rejects(con: duckdb.DuckDBPyConnection, summary: LoadSummary, path: P
         parts.append(f"SELECT r.row_no, r.reason, {raw_sql} AS raw FROM staged_rejects r JOIN staged_raw s USING (row_no)")
     if with_raw is not None:
         parts.append(f"SELECT row_no, reason, raw FROM {with_raw} w")
-    if parts:
+    if parts and con.execute("SELECT EXISTS (SELECT 1 FROM staged_broken)").fetchone()[0]:
         con.execute(
             f"""INSERT INTO rejects (load_id, file, line, raw, reason)
                 SELECT ?, ?, s.row_no + 1 + coalesce(b.n_before, 0), s.raw, s.reason
                 FROM ({" UNION ALL ".join(parts)}) s
                 ASOF LEFT JOIN ({BROKEN_STEPS_SQL}) b ON s.row_no > b.valid_before""",
+            [summary.load_id, str(path)],
+        )
+    elif parts:  # no broken line: staged row n is line n + 1 (the as-of join would sort every reject)
+        con.execute(
+            f"""INSERT INTO rejects (load_id, file, line, raw, reason)
+                SELECT ?, ?, s.row_no + 1, s.raw, s.reason FROM ({" UNION ALL ".join(parts)}) s""",
             [summary.load_id, str(path)],
         )
     con.execute("INSERT INTO rejects (load_id, file, line, raw, reason) SELECT ?, ?, line, raw, reason FROM staged_broken",
@@ -654,7 +707,6 @@ def load_files(wh: Warehouse, paths, source: str, load_one) -> list[LoadSummary]
             except duckdb.Error as exc:  # a case the loader's checks missed: still one line, nothing kept
                 raise InputError(path, f"internal error while loading, nothing was kept; please report "
                                        f"it ({_first_line(exc)})") from None
-        wh.con.unregister("staged_raw")  # the fast path's Arrow table, if any
         for t in ("staged_raw", "staged_broken", "staged_rejects", "ranked", "candidates", "parsed"):
             wh.con.execute(f"DROP TABLE IF EXISTS {t}")
         summary.seconds = time.perf_counter() - started

@@ -26,7 +26,8 @@ from detector.ingest.common import (
     raw_row_sql,
     record_rejects,
     record_reporting,
-    stage_csv,
+    restage_rows,
+    stage_csv_batches,
     write_flows,
 )
 from detector.warehouse import Warehouse
@@ -63,7 +64,7 @@ HS_REVISIONS = {"H0": "HS1992", "H1": "HS1996", "H2": "HS2002", "H3": "HS2007", 
 # back to the rows; the numeric columns are cast as read (a cast ignores surrounding blanks, as trim
 # would), and their trimmed text is only made for the rows whose reject reason quotes it.
 PARSE_SQL = """
-CREATE OR REPLACE TEMP TABLE parsed AS
+{into}
 WITH period_src AS (
     SELECT DISTINCT {freqCode} AS k_freq, {period} AS k_period, {refPeriodId} AS k_ref_period_id,
                     {refYear} AS k_ref_year, {refMonth} AS k_ref_month
@@ -273,17 +274,28 @@ def _hs_revision_sql() -> str:
     return f"CASE classification {whens} ELSE classification END"
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
-    header = stage_csv(con, path, _read_columns, fast=True)
+def _parse_sql(header: list[str], path: Path, into: str) -> str:
+    """PARSE_SQL over `staged_raw` for a file of this header, writing `into` the table parsed."""
     columns = column_map(header, path, USED_COLUMNS, REQUIRED, "a UN Comtrade file")
     read = _read_columns(header)
     # The staged text of the read columns rides along as raw_0.. so that a rejected row's line
     # (the text raw_row_sql gives) is made in the parse, not by joining every staged row back.
-    con.execute(PARSE_SQL.format(
-        **columns, hs_revision=_hs_revision_sql(),
+    return PARSE_SQL.format(
+        **columns, into=into, hs_revision=_hs_revision_sql(),
         raw_columns=", ".join(f"{duckdb.ColumnExpression(c)} AS raw_{i}" for i, c in enumerate(read)),
         raw_refs=", ".join(f"s.raw_{i}" for i in range(len(read))),
-        raw_line="concat_ws(',', " + ", ".join(f"coalesce(raw_{i}, '')" for i in range(len(read))) + ")"))
+        raw_line="concat_ws(',', " + ", ".join(f"coalesce(raw_{i}, '')" for i in range(len(read))) + ")")
+
+
+def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
+    def parse_batch(header: list[str], first: bool, execute) -> None:
+        execute(_parse_sql(header, path, "CREATE OR REPLACE TEMP TABLE parsed AS" if first else "INSERT INTO parsed"))
+
+    # A clean file is parsed a batch at a time as it is read, and never staged whole.
+    header, batched = stage_csv_batches(con, path, _read_columns, parse_batch)
+    if not batched:
+        con.execute(_parse_sql(header, path, "CREATE OR REPLACE TEMP TABLE parsed AS"))
+    read = _read_columns(header)
     summary.rows_read = con.execute("SELECT count(*) FROM parsed").fetchone()[0] + con.execute(
         "SELECT count(*) FROM staged_broken").fetchone()[0]
     con.execute(CANDIDATES_SQL.format(load_id="'" + summary.load_id.replace("'", "''") + "'"))
@@ -293,6 +305,9 @@ def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) 
            FROM parsed""").fetchone()
     write_flows(con, summary, "candidate_flows")
     record_reporting(con, SOURCE, summary.load_id, flow="flow_code")
+    if batched and con.execute("SELECT EXISTS (SELECT 1 FROM staged_rejects)").fetchone()[0]:
+        # repeated keys: their lines' text, read again for just those rows
+        restage_rows(con, path, _read_columns, "staged_rejects")
     record_rejects(con, summary, path, raw_row_sql(read),
                    with_raw="(SELECT row_no, reject_reason AS reason, raw FROM parsed WHERE reject_reason IS NOT NULL)")
     con.execute("DROP VIEW candidate_flows")
