@@ -79,15 +79,16 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
     t0 = time.perf_counter()
     baselines.prepare(wh, window, all_codes=all_codes, fresh=True)  # shared by this run's detectors
     result.seconds["baselines"] = time.perf_counter() - t0
-    for spec in chosen:
-        t0 = time.perf_counter()
-        df = conform(spec.detect(wh, window, settings.for_detector(spec)))
-        df = df.filter(pl.col("period").is_between(window.start, window.end))
-        if spec.extra_outputs is not None:
-            extras.update(spec.extra_outputs(wh, window, settings.for_detector(spec)))
-        result.seconds[spec.name] = time.perf_counter() - t0
-        result.counts[spec.name] = df.height
-        frames.append(df.with_columns(pl.lit(result.run_id).alias("run_id")))
+    with wh.lend_memory():  # the detectors' arrays live on the Python side
+        for spec in chosen:
+            t0 = time.perf_counter()
+            df = conform(spec.detect(wh, window, settings.for_detector(spec)))
+            df = df.filter(pl.col("period").is_between(window.start, window.end))
+            if spec.extra_outputs is not None:
+                extras.update(spec.extra_outputs(wh, window, settings.for_detector(spec)))
+            result.seconds[spec.name] = time.perf_counter() - t0
+            result.counts[spec.name] = df.height
+            frames.append(df.with_columns(pl.lit(result.run_id).alias("run_id")))
     # Leads are drawn over every alert of the window, those of detectors not run now included, so
     # that a partial rerun keeps one consistent ranking.
     kept = wh.frame(

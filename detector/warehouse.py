@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -35,6 +36,16 @@ MIGRATIONS: list[list[str]] = [
             source VARCHAR NOT NULL, declaration_id VARCHAR NOT NULL, period DATE NOT NULL, score DOUBLE NOT NULL,
             rank BIGINT NOT NULL, reasons VARCHAR, run_id VARCHAR NOT NULL)"""],
 ]
+
+
+def _size_bytes(text: str) -> int:
+    """Bytes of a size written as DuckDB reads and prints them ('4GB', '3.7 GiB', '1000 bytes')."""
+    found = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", text)
+    units = {"": 1, "b": 1, "byte": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+             "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    if not found or found.group(2).lower() not in units:
+        raise DetectorError(f"memory limit '{text}': write it as a size such as 4GB or 512MB")
+    return int(float(found.group(1)) * units[found.group(2).lower()])
 
 
 def default_path() -> str:
@@ -72,6 +83,7 @@ class Warehouse:
         self.path = path
         self.read_only = read_only
         self._scratch: Path | None = None
+        self.memory_limit = "4GB"  # as configured at open
 
     def scratch(self) -> str:
         """The catalog for large working tables of this connection (the shared baselines): a
@@ -111,6 +123,7 @@ class Warehouse:
         except duckdb.Error as exc:
             raise DetectorError(f"{path}: not a readable warehouse ({str(exc).splitlines()[0]})") from None
         wh = cls(con, path, read_only)
+        wh.memory_limit = config["memory_limit"]
         try:
             wh._ensure_schema()
         except Exception:
@@ -173,6 +186,23 @@ class Warehouse:
         would make DuckDB refuse the query, so that one is finished first."""
         self.con.complete()
         return self.con.sql(sql, params=params).pl()
+
+    @contextmanager
+    def lend_memory(self, share: float = 0.25) -> Iterator[None]:
+        """While the Python side holds large arrays (the detectors' grids and features), DuckDB
+        keeps only `share` of its memory_limit: the pages it cached are dropped (the tables stay
+        on disk and are read again when needed), so that both together stay within the budget."""
+        before = self.memory_limit
+        lowered = max(int(_size_bytes(before) * share), min(_size_bytes(before), 512 * 2**20))
+        try:
+            self.con.execute(f"SET memory_limit = '{lowered}B'")
+        except duckdb.Error:  # pinned pages it cannot drop: keep the limit it has
+            yield
+            return
+        try:
+            yield
+        finally:
+            self.con.execute("SET memory_limit = ?", [before])
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

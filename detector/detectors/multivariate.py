@@ -153,23 +153,33 @@ def corridor_features(wh, window: Window, settings: Settings, block_cells: int =
     (month, series) order."""
     prepare(wh, window)
     first = months_back(window.start, settings.train_months - 1)
-    parts, world = [], None
+    parts, per_month, world, months = [], [], None, None
     for block in corridor_blocks(wh.con, GRID_COLUMNS, block_cells):
         if world is None:
             code_no, world = _world_prices(wh, len(block.months))
+            months = block.months
         codes = block.keys["hs_code"].replace_strict(code_no, default=len(code_no), return_dtype=pl.Int64).to_numpy()
         columns = {"usd": block["usd"], "usd_expected": block["usd_expected"]} | _block_features(block, world[codes])
         keep = ((block["usd"] > 0) & (block["n_hist"] >= settings.min_history)
-                & (block.months >= np.datetime64(first)) & (block.months <= np.datetime64(window.end)))
-        row, month_no = np.nonzero(keep)
+                & (block.months >= np.datetime64(first)) & (block.months <= np.datetime64(window.end))).T
+        month_no, row = np.nonzero(keep)  # month-major: each block's rows in (month, series) order
         parts.append({"series_no": block.keys["series_no"].to_numpy()[row], "month_no": month_no,
-                      **{name: values[keep] for name, values in columns.items()}})
+                      **{name: values.T[keep] for name, values in columns.items()}})
+        per_month.append(np.bincount(month_no, minlength=len(months)))
+        del columns, keep
     if not parts:
         return pl.DataFrame()
-    rows = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-    order = np.argsort(rows["month_no"], kind="stable")  # blocks come in series order
-    rows = {name: values[order] for name, values in rows.items()}
-    return pl.DataFrame({"series_no": rows.pop("series_no"), "period": block.months[rows.pop("month_no")],
+    # (month, series) order without a sort: each month's slice of every block, blocks in series
+    # order; a column at a time, so that the blocks' parts and the result are never both whole
+    ends = np.cumsum(np.stack(per_month), axis=1)
+    slices = [(b, int(ends[b, m] - per_month[b][m]), int(ends[b, m]))
+              for m in range(len(months)) for b in range(len(parts)) if per_month[b][m]]
+    rows = {}
+    for name in list(parts[0]):
+        rows[name] = np.concatenate([parts[b][name][lo:hi] for b, lo, hi in slices])
+        for part in parts:
+            del part[name]
+    return pl.DataFrame({"series_no": rows.pop("series_no"), "period": months[rows.pop("month_no")],
                          **rows}).with_columns(pl.col("period").cast(pl.Date), pl.col("months_elevated").cast(pl.Int64))
 
 
