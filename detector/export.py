@@ -34,30 +34,19 @@ def trailing_baseline_sql(table: str, keys: list[str], min_months: int = MIN_BAS
     """
     by = ", ".join(keys)
     return f"""
-    WITH history AS (
+    WITH baseline AS (
         SELECT *,
-               list_filter(list(log_value) OVER (
-                   PARTITION BY {by} ORDER BY period
-                   RANGE BETWEEN INTERVAL 12 MONTH PRECEDING AND INTERVAL 1 MONTH PRECEDING),
-                   lambda x: x IS NOT NULL) AS _hist
+               CAST(count(log_value) OVER trailing_year AS INTEGER) AS baseline_months,
+               median(log_value) OVER trailing_year AS median_log_value,
+               mad(log_value) OVER trailing_year AS mad_log_value
         FROM {table}
-    ),
-    centred AS (
-        SELECT *, list_median(_hist) AS median_log_value FROM history
-    ),
-    spread AS (
-        SELECT *,
-               CAST(coalesce(len(_hist), 0) AS INTEGER) AS baseline_months,
-               list_median(list_transform(_hist, lambda x: abs(x - median_log_value))) AS mad_log_value
-        FROM centred
+        WINDOW trailing_year AS (PARTITION BY {by} ORDER BY period
+                                 RANGE BETWEEN INTERVAL 12 MONTH PRECEDING AND INTERVAL 1 MONTH PRECEDING)
     )
-    SELECT * EXCLUDE (_hist, baseline_months, median_log_value, mad_log_value),
-           baseline_months,
-           CASE WHEN baseline_months > 0 THEN median_log_value END AS median_log_value,
-           CASE WHEN baseline_months > 0 THEN mad_log_value END AS mad_log_value,
+    SELECT *,
            CASE WHEN baseline_months >= {int(min_months)} AND mad_log_value > 0
                 THEN (log_value - median_log_value) / (1.4826 * mad_log_value) END AS robust_z
-    FROM spread
+    FROM baseline
     """
 
 
@@ -167,10 +156,9 @@ def export_parquet(wh, out_dir, periods=None) -> dict:
         for name in DATASETS:
             query = (f"SELECT * FROM ({_dataset_sql(name)}) WHERE period IN ({in_list}) "
                      f"ORDER BY {ORDER[name]}")
-            rows = con.sql(f"SELECT count(*) FROM ({query})").fetchall()[0][0]
-            if rows:
-                con.execute(f"COPY ({query}) TO ? (FORMAT parquet, PARTITION_BY (period), COMPRESSION zstd)",
-                            [(tmp / name).as_posix()]).fetchall()
+            # COPY answers with the number of rows it wrote; a dataset without rows writes no folder
+            rows = con.execute(f"COPY ({query}) TO ? (FORMAT parquet, PARTITION_BY (period), COMPRESSION zstd)",
+                               [(tmp / name).as_posix()]).fetchall()[0][0]
             result[name] = {"rows": int(rows), "partitions": 0}
         aside = tmp / "replaced"
         aside.mkdir()
