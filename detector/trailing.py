@@ -120,9 +120,22 @@ def window_max(a: np.ndarray, back: int, to: int) -> np.ndarray:
     return functools.reduce(np.fmax, (shifted(a, k) for k in range(to, back + 1)))
 
 
-def _window_total(a: np.ndarray, back: int, to: int) -> tuple[np.ndarray, np.ndarray]:
-    present = np.where(np.isnan(a), 0.0, a)
-    return functools.reduce(np.add, (shifted(present, k, 0.0) for k in range(to, back + 1))), window_count(a, back, to)
+@numba.njit(cache=True, nogil=True)
+def _window_total(a, back, to):
+    """Sum and count of the values present in months t-back .. t-to, added nearest month first
+    (one pass instead of a shifted copy of the whole grid per month of the window)."""
+    n, months = a.shape
+    total = np.zeros((n, months))
+    count = np.zeros((n, months), np.int64)
+    for i in range(n):
+        for t in range(months):
+            s, c = 0.0, 0
+            for k in range(to, back + 1):
+                if t - k >= 0 and not np.isnan(a[i, t - k]):
+                    s += a[i, t - k]
+                    c += 1
+            total[i, t], count[i, t] = s, c
+    return total, count
 
 
 def window_sum(a: np.ndarray, back: int, to: int) -> np.ndarray:

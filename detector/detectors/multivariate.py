@@ -13,6 +13,7 @@ features furthest from their training median).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,8 @@ JOIN corridor_keys k USING (series_no)
 JOIN scope_codes sc USING (hs_code)
 JOIN corridor_stats cs ON cs.series_no = a.series_no AND cs.period = a.period
 """
+
+FIT_THREADS = 2
 
 GRID_COLUMNS = ["usd", "m_usd", "x_usd", "kg_row", "usd_expected", "kg_expected", "lv", "lv_mad", "lw", "lw_mad",
                 "n_hist"]
@@ -191,7 +194,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
     features = data.select(names).to_numpy()
     periods, usd_now = data["period"].to_numpy(), data["usd"].to_numpy()
     sample = np.random.default_rng(settings.seed)
-    found = []  # (row, tail, top two features) of the test rows rare enough to report
+    fits = []  # (test rows, training rows) of each month, one fit per month
     for current in data.filter(pl.col("period") >= window.start)["period"].unique().sort():
         # one fit per month: a month never learns from later months
         train_from = np.searchsorted(periods, np.datetime64(months_back(current, settings.train_months - 1)))
@@ -203,9 +206,17 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
             continue
         if len(train) > settings.max_train_rows:  # the tails of a large sample are the same tails
             train = train[np.sort(sample.choice(len(train), settings.max_train_rows, replace=False))]
+        fits.append((test, train))
+
+    def fit(test_train):  # the rows rare enough to report: (row, tail, top two features)
+        test, train = test_train
         tail, contrib = _score_month(train, features[test], settings)
         rare = tail <= settings.max_tail
-        found.append((test[rare], tail[rare], np.argsort(-contrib[rare], axis=1)[:, :2]))
+        return test[rare], tail[rare], np.argsort(-contrib[rare], axis=1)[:, :2]
+
+    # months are independent and the models' NumPy work releases the GIL: two at a time
+    with ThreadPoolExecutor(FIT_THREADS) as pool:
+        found = list(pool.map(fit, fits))
     if not found:
         return empty_output()
     rows, tail, top = (np.concatenate(part) for part in zip(*found, strict=True))
