@@ -34,19 +34,30 @@ def trailing_baseline_sql(table: str, keys: list[str], min_months: int = MIN_BAS
     """
     by = ", ".join(keys)
     return f"""
-    WITH baseline AS (
+    WITH history AS (
         SELECT *,
-               CAST(count(log_value) OVER trailing_year AS INTEGER) AS baseline_months,
-               median(log_value) OVER trailing_year AS median_log_value,
-               mad(log_value) OVER trailing_year AS mad_log_value
+               list_filter(list(log_value) OVER (
+                   PARTITION BY {by} ORDER BY period
+                   RANGE BETWEEN INTERVAL 12 MONTH PRECEDING AND INTERVAL 1 MONTH PRECEDING),
+                   lambda x: x IS NOT NULL) AS _hist
         FROM {table}
-        WINDOW trailing_year AS (PARTITION BY {by} ORDER BY period
-                                 RANGE BETWEEN INTERVAL 12 MONTH PRECEDING AND INTERVAL 1 MONTH PRECEDING)
+    ),
+    centred AS (
+        SELECT *, list_median(_hist) AS median_log_value FROM history
+    ),
+    spread AS (
+        SELECT *,
+               CAST(coalesce(len(_hist), 0) AS INTEGER) AS baseline_months,
+               list_median(list_transform(_hist, lambda x: abs(x - median_log_value))) AS mad_log_value
+        FROM centred
     )
-    SELECT *,
+    SELECT * EXCLUDE (_hist, baseline_months, median_log_value, mad_log_value),
+           baseline_months,
+           CASE WHEN baseline_months > 0 THEN median_log_value END AS median_log_value,
+           CASE WHEN baseline_months > 0 THEN mad_log_value END AS mad_log_value,
            CASE WHEN baseline_months >= {int(min_months)} AND mad_log_value > 0
                 THEN (log_value - median_log_value) / (1.4826 * mad_log_value) END AS robust_z
-    FROM baseline
+    FROM spread
     """
 
 
