@@ -83,7 +83,7 @@ class Warehouse:
         self.path = path
         self.read_only = read_only
         self._scratch: Path | None = None
-        self.memory_limit = "4GB"  # as configured at open
+        self.memory_limit = "3GB"  # as configured at open
 
     def scratch(self) -> str:
         """The catalog for large working tables of this connection (the shared baselines): a
@@ -110,7 +110,7 @@ class Warehouse:
         if not read_only:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Sorts and joins larger than memory_limit spill to a folder next to the warehouse file.
-        config = {"memory_limit": memory_limit or os.environ.get("DETECTOR_MEMORY_LIMIT", "4GB"),
+        config = {"memory_limit": memory_limit or os.environ.get("DETECTOR_MEMORY_LIMIT", "3GB"),
                   "temp_directory": f"{path}.tmp"}
         try:
             con = duckdb.connect(path, read_only=read_only, config=config)
