@@ -20,6 +20,7 @@ from detector.errors import DetectorError, WarehouseBusy, WarehouseVersionError
 
 SCHEMA_VERSION = 4
 DEFAULT_DB = "detector.duckdb"
+DEFAULT_MEMORY_LIMIT = "3GB"  # DuckDB's share of a process budget of about 4 GB
 
 # Each entry upgrades a warehouse from version (index + 1) to the next; statements only add.
 MIGRATIONS: list[list[str]] = [
@@ -83,7 +84,7 @@ class Warehouse:
         self.path = path
         self.read_only = read_only
         self._scratch: Path | None = None
-        self.memory_limit = "3GB"  # as configured at open
+        self.memory_limit = DEFAULT_MEMORY_LIMIT  # as configured at open
 
     def scratch(self) -> str:
         """The catalog for large working tables of this connection (the shared baselines): a
@@ -110,7 +111,7 @@ class Warehouse:
         if not read_only:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Sorts and joins larger than memory_limit spill to a folder next to the warehouse file.
-        config = {"memory_limit": memory_limit or os.environ.get("DETECTOR_MEMORY_LIMIT", "3GB"),
+        config = {"memory_limit": memory_limit or os.environ.get("DETECTOR_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT),
                   "temp_directory": f"{path}.tmp"}
         try:
             con = duckdb.connect(path, read_only=read_only, config=config)
@@ -193,10 +194,10 @@ class Warehouse:
         keeps only `share` of its memory_limit: the pages it cached are dropped (the tables stay
         on disk and are read again when needed), so that both together stay within the budget."""
         before = self.memory_limit
-        lowered = max(int(_size_bytes(before) * share), min(_size_bytes(before), 512 * 2**20))
         try:
-            self.con.execute(f"SET memory_limit = '{lowered}B'")
-        except duckdb.Error:  # pinned pages it cannot drop: keep the limit it has
+            budget = _size_bytes(before)
+            self.con.execute(f"SET memory_limit = '{max(int(budget * share), min(budget, 512 * 2**20))}B'")
+        except (DetectorError, duckdb.Error):  # a limit DuckDB reads and we do not, or pinned pages: keep it
             yield
             return
         try:

@@ -65,3 +65,10 @@ def test_sizes_are_read_as_duckdb_prints_them():
     assert _size_bytes("2 GB") == 2 * 10**9
     with pytest.raises(DetectorError, match="as a size"):
         _size_bytes("lots")
+
+
+def test_a_limit_it_cannot_read_is_kept_rather_than_failing_the_run(tmp_path):
+    with Warehouse.open(tmp_path / "w.duckdb", memory_limit="1GB") as wh:
+        wh.memory_limit = "80%"  # a form DuckDB may accept that has no size in bytes here
+        with wh.lend_memory(0.25):
+            assert _limit(wh.con) == "953.6 MiB"  # unchanged
