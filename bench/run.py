@@ -336,7 +336,8 @@ def write_results(path: Path, results: list[dict], repeat: int) -> None:
              f"Runs per step: {repeat} (median); the pandas peer runs once.", "", *table(results), "",
              "## Summary", "", *summary(results), "",
              "## Against the targets", "", *targets(results), "",
-             "## Time per detector (last run --all-codes of each size)", ""]
+             "## Time per detector (last run --all-codes of each size)", "",
+             "Inside each step, function by function: [profile.md](profile.md) (`bench/profile.py`).", ""]
     for r in results:
         if r["step"] == "run --all-codes":
             lines += [f"{r['rows']:,} rows:", "", "```", *r["output"].splitlines(), "```", ""]

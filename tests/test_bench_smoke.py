@@ -23,3 +23,20 @@ def test_bench_runs_every_step_and_writes_its_table(tmp_path):
     generated = next((tmp_path / "data").glob("comtrade_world_*.csv"))
     header = generated.read_text().splitlines()[0].split(",")
     assert {"cmdCode", "reporterCode", "partnerCode", "flowCode", "period", "primaryValue"} <= set(header)
+
+
+def test_profile_names_the_functions_where_ingest_and_run_spend_their_time(tmp_path):
+    out = tmp_path / "profile.md"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "profile.py"), "--rows", "40000", "--out", str(out),
+         "--data", str(tmp_path / "data"), "--min-seconds", "0.01"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    ingest, run = text.split("### ingest comtrade")[1].split("### run --all-codes")
+    assert "`detector.ingest.comtrade._load_one:" in ingest
+    assert "`detector.runner." in run and "`detector.baselines.prepare:" in run
+    # largest cumulative time first
+    seconds = [float(line.split("|")[3].strip().removesuffix(" s")) for line in run.splitlines()
+               if line.startswith("| `")]
+    assert len(seconds) > 5 and seconds == sorted(seconds, reverse=True)
