@@ -185,10 +185,12 @@ def _stats_frame(keys: pl.DataFrame, lo: date, side_m: np.ndarray, columns: dict
     n, n_months = columns["usd"].shape
     months = np.array([months_back(lo, -m) for m in range(n_months)], dtype="datetime64[D]")
     key_columns = [c for c in keys.columns if c != "series_no"]
-    frame = keys.select(pl.col(key_columns).gather(np.repeat(np.arange(n), n_months))).with_columns(
+    # the side is a key of the series too: gathered with the keys (strings made per cell cost more)
+    per_series = keys.select(key_columns).with_columns(pl.Series("side", np.where(side_m, "M", "X")))
+    frame = per_series.select(pl.all().gather(np.repeat(np.arange(n), n_months))).with_columns(
         pl.Series("period", np.tile(months, n)),
-        pl.Series("side", np.where(np.repeat(side_m, n_months), "M", "X")),
-        pl.Series("series_no", np.repeat(keys["series_no"].to_numpy(), n_months)))
+        pl.Series("series_no", np.repeat(keys["series_no"].to_numpy(), n_months))).select(
+        *key_columns, "period", "side", "series_no")
     stats = {}
     for name, grid in columns.items():
         if name in STAT_NAMES and name not in STORED_STATS:
