@@ -166,8 +166,9 @@ def corridor_features(wh, window: Window, settings: Settings, block_cells: int =
         keep = ((block["usd"] > 0) & (block["n_hist"] >= settings.min_history)
                 & (block.months >= np.datetime64(first)) & (block.months <= np.datetime64(window.end))).T
         month_no, row = np.nonzero(keep)  # month-major: each block's rows in (month, series) order
+        cell = row * len(months) + month_no  # those cells in the (series x month) matrices
         parts.append({"series_no": block.keys["series_no"].to_numpy()[row], "month_no": month_no,
-                      **{name: values.T[keep] for name, values in columns.items()}})
+                      **{name: np.take(values, cell) for name, values in columns.items()}})
         per_month.append(np.bincount(month_no, minlength=len(months)))
         del columns, keep
     if not parts:
