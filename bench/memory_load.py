@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from detector.reference import reference_path
+from detector.warehouse import DEFAULT_MEMORY_LIMIT
 
 MONTHS = 60  # 2020-01 .. 2024-12
 HS_CODES = 400
@@ -96,8 +97,8 @@ def run_ingest(csv_path: Path, db: Path, memory_limit: str) -> tuple[float, int,
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=5_000_000, help="rows to generate (default 5,000,000)")
-    ap.add_argument("--memory-limit", default=os.environ.get("DETECTOR_MEMORY_LIMIT", "3GB"),
-                    help="DuckDB memory_limit for the load (default $DETECTOR_MEMORY_LIMIT or 3GB)")
+    ap.add_argument("--memory-limit", default=os.environ.get("DETECTOR_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT),
+                    help=f"DuckDB memory_limit for the load (default $DETECTOR_MEMORY_LIMIT or {DEFAULT_MEMORY_LIMIT})")
     ap.add_argument("--keep", type=Path, help="write the CSV and warehouse here and keep them")
     args = ap.parse_args(argv)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="detector-bench-"))
