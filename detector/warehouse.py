@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -86,21 +88,23 @@ class Warehouse:
         self._scratch: Path | None = None
         self.memory_limit = DEFAULT_MEMORY_LIMIT  # as configured at open
 
-    def scratch(self) -> str:
-        """The catalog for large working tables of this connection (the shared baselines): a
-        throwaway database file next to the warehouse, whose tables DuckDB stores compressed and
-        can page out, instead of temp tables that must stay in memory. Removed on close."""
-        if self.path == ":memory:":
-            return "temp"
+    def scratch(self) -> Path:
+        """A folder for this connection's large working files (the shared baselines' grid, as
+        Parquet that the detectors' SQL reads through views and their array code reads as it is):
+        next to the warehouse, or a temporary folder for a warehouse in memory. Removed on close;
+        one left by a process that was killed is removed by the next user."""
         if self._scratch is None:
+            if self.path == ":memory:":
+                self._scratch = Path(tempfile.mkdtemp(prefix="detector-work-"))
+                return self._scratch
             folder = Path(f"{self.path}.tmp")
             folder.mkdir(parents=True, exist_ok=True)
-            for left in folder.glob("work-*.duckdb*"):  # left by a process that was killed
+            for left in folder.glob("work-*"):
                 if not _process_alive(int(left.name.split("-")[1])):
-                    left.unlink(missing_ok=True)
-            self._scratch = folder / f"work-{os.getpid()}-{id(self):x}.duckdb"
-            self.con.execute("ATTACH ? AS work", [str(self._scratch)])
-        return "work"
+                    shutil.rmtree(left) if left.is_dir() else left.unlink(missing_ok=True)
+            self._scratch = folder / f"work-{os.getpid()}-{id(self):x}"
+            self._scratch.mkdir()
+        return self._scratch
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, read_only: bool = False,
@@ -220,8 +224,7 @@ class Warehouse:
     def close(self) -> None:
         self.con.close()
         if self._scratch is not None:
-            for leftover in (self._scratch, Path(f"{self._scratch}.wal")):
-                leftover.unlink(missing_ok=True)
+            shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
 
     def __enter__(self) -> Warehouse:

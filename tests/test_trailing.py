@@ -133,20 +133,34 @@ def test_baselines_built_block_by_block_equal_one_block(tmp_path, monkeypatch):
     assert wh.frame("SELECT count(DISTINCT (hs_code, exporter, importer)) AS n FROM corridor_stats")["n"][0] >= 10
 
 
-def test_baselines_live_in_a_scratch_file_removed_on_close(tmp_path):
-    """The large working tables go to a throwaway file next to the warehouse (paged, compressed),
+def test_baselines_live_in_a_scratch_folder_removed_on_close(tmp_path):
+    """The large working grid goes to Parquet files in a throwaway folder next to the warehouse,
     which closing removes; one left by a killed process is removed by the next user."""
     from detector import baselines
     from detector.detectors.base import Window
     from tests.handmade_world import background, load_world
 
     folder = tmp_path / "w.duckdb.tmp"
-    folder.mkdir()
-    stale = folder / "work-999999999-abc.duckdb"  # no such process
-    stale.write_bytes(b"left over")
+    (folder / "work-999999999-abc").mkdir(parents=True)  # no such process
+    (folder / "work-999999999-abc" / "corridor_stats-000000.parquet").write_bytes(b"left over")
+    (folder / "work-999999998-def.duckdb").write_bytes(b"left over")
     wh = load_world(tmp_path, background("282580"))
     baselines.prepare(wh, Window(date(2024, 1, 1), date(2024, 12, 1)), fresh=True)
     assert wh.frame("SELECT count(*) AS n FROM corridor_stats")["n"][0] > 0
-    assert not stale.exists() and len(list(folder.glob("work-*.duckdb"))) == 1
+    (mine,) = folder.glob("work-*")
+    assert list(mine.glob("corridor_stats-*.parquet"))
     wh.close()
     assert not list(folder.glob("work-*"))
+
+
+def test_a_warehouse_in_memory_keeps_its_grid_in_a_temporary_folder():
+    from detector import baselines
+    from detector.detectors.base import Window
+    from detector.warehouse import Warehouse
+
+    with Warehouse.open(":memory:") as wh:
+        baselines.prepare(wh, Window(date(2024, 1, 1), date(2024, 12, 1)), fresh=True)
+        scratch = wh.scratch()
+        assert wh.frame("SELECT count(*) AS n FROM corridor_stats")["n"][0] == 0
+        assert scratch.is_dir()
+    assert not scratch.exists()
