@@ -307,9 +307,10 @@ def corridor_blocks(con, columns: list[str], block_cells: int = BLOCK_CELLS):
     Read straight from the grid's Parquet files, which hold whole codes in grid order (series by
     month): no query, sort or scatter, only the conversion of NULL to NaN."""
     files = con.sql("SELECT * FROM corridor_stats_files ORDER BY first_series").fetchall()
+    months = grid_months(con)
     keys = con.sql(SCORED_KEYS_SQL).pl()
     scored = keys["series_no"].to_numpy()
-    for path, first, end, lo, n_months in files:
+    for path, first, end, _, n_months in files:
         low, high = np.searchsorted(scored, [first, end])
         if low == high:
             continue
@@ -318,12 +319,35 @@ def corridor_blocks(con, columns: list[str], block_cells: int = BLOCK_CELLS):
         frame = pl.read_parquet(path, columns=columns)
         if frame.height != (end - first) * n_months:
             raise RuntimeError(f"{path}: {frame.height} rows, not the {end - first} x {n_months} grid it was written as")
-        grid = {name: frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy().reshape(end - first, n_months)[rows]
-                for name in columns}
+        every = len(rows) == end - first  # all the file's series are scored (every code in scope): no copy
+        grid = {}
+        for name in columns:  # NULL comes out as NaN
+            values = frame[name].to_numpy().astype(float, copy=False).reshape(end - first, n_months)
+            grid[name] = values if every else values[rows]
         del frame
-        months = np.array([months_back(lo, -m) for m in range(n_months)], dtype="datetime64[D]")
         for a, b in _code_blocks(file_keys["hs_code"], n_months, block_cells):
             yield GridBlock(file_keys.slice(a, b - a), months, {name: values[a:b] for name, values in grid.items()})
+
+
+def grid_months(con) -> np.ndarray:
+    """The months of the corridor grid (corridor_stats), first to last."""
+    lo, n_months = con.execute("SELECT min(first_month), max(n_months) FROM corridor_stats_files").fetchall()[0]
+    return np.array([months_back(lo, -m) for m in range(n_months or 0)], dtype="datetime64[D]")
+
+
+def map_corridor_blocks(con, columns: list[str], work, block_cells: int = BLOCK_CELLS) -> list:
+    """`work(block)` for every block of corridor_blocks, BUILD_THREADS blocks at a time (array work
+    releases the GIL), the results in block order; at most that many blocks in memory, plus the
+    one being read."""
+    results, running = [], deque()
+    with ThreadPoolExecutor(BUILD_THREADS) as pool:
+        for block in corridor_blocks(con, columns, block_cells):
+            if len(running) == BUILD_THREADS:
+                results.append(running.popleft().result())
+            running.append(pool.submit(work, block))
+            del block
+        results.extend(future.result() for future in running)
+    return results
 
 
 def prepare(wh: Warehouse, window: Window, all_codes: bool = False, fresh: bool = False) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from detector import scoring, trailing
-from detector.baselines import BLOCK_CELLS, GridBlock, corridor_blocks, months_back, prepare
+from detector.baselines import BLOCK_CELLS, GridBlock, map_corridor_blocks, months_back, prepare
 from detector.detectors._common import (
     commodity,
     country_names,
@@ -99,8 +99,9 @@ def mirror_gaps(wh, window: Window, settings: Settings, block_cells: int = BLOCK
     """Every scored corridor-month of the window whose two books disagree beyond the pair's usual
     gap, with the corridor's keys, commodity and controlling country."""
     prepare(wh, window)
-    parts = [gaps for block in corridor_blocks(wh.con, ["m_usd", "x_usd"], block_cells)
-             if (gaps := _block_gaps(block, window, settings)) is not None]
+    parts = [gaps for gaps in map_corridor_blocks(wh.con, ["m_usd", "x_usd"],
+                                                  lambda block: _block_gaps(block, window, settings), block_cells)
+             if gaps is not None]
     if not parts:
         return pl.DataFrame()
     wh.con.register("gap_rows", pl.DataFrame({name: np.concatenate([p[name] for p in parts]) for name in parts[0]})

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from detector import scoring, trailing
-from detector.baselines import BLOCK_CELLS, GridBlock, corridor_blocks, months_back, prepare
+from detector.baselines import BLOCK_CELLS, GridBlock, grid_months, map_corridor_blocks, months_back, prepare
 from detector.detectors._common import commodity, country_names, month, name_of, reporter_partner, usd
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
@@ -101,15 +101,17 @@ def _score_month(train: np.ndarray, test: np.ndarray, settings: Settings) -> tup
     return tail, contrib
 
 
-def _world_prices(wh, n_months: int) -> tuple[dict[str, int], np.ndarray]:
-    """Each scored code's world price by month, as a (code x month) matrix with a last row of NaN
-    for a code that has none."""
+def _world_prices(wh) -> tuple[dict[str, int], np.ndarray]:
+    """Each scored code's world price by month of the grid, as a (code x month) matrix with a last
+    row of NaN for a code that has none."""
     world = wh.frame(WORLD_SQL)
+    n_months = len(grid_months(wh.con))
     codes = world["hs_code"].unique().sort()
     code_no = {c: i for i, c in enumerate(codes.to_list())}
     grid = np.full((len(codes) + 1, n_months), np.nan)
-    grid[world["hs_code"].replace_strict(code_no, return_dtype=pl.Int64).to_numpy(),
-         world["month_no"].to_numpy()] = world["world_uv"].to_numpy()
+    if world.height:
+        grid[world["hs_code"].replace_strict(code_no, return_dtype=pl.Int64).to_numpy(),
+             world["month_no"].to_numpy()] = world["world_uv"].to_numpy()
     return code_no, grid
 
 
@@ -156,21 +158,24 @@ def corridor_features(wh, window: Window, settings: Settings, block_cells: int =
     (month, series) order."""
     prepare(wh, window)
     first = months_back(window.start, settings.train_months - 1)
-    parts, per_month, world, months = [], [], None, None
-    for block in corridor_blocks(wh.con, GRID_COLUMNS, block_cells):
-        if world is None:
-            code_no, world = _world_prices(wh, len(block.months))
-            months = block.months
+    code_no, world = _world_prices(wh)
+
+    def block_rows(block: GridBlock) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The block's rows to keep, month-major (in (month, series) order), and their count per month."""
         codes = block.keys["hs_code"].replace_strict(code_no, default=len(code_no), return_dtype=pl.Int64).to_numpy()
         columns = {"usd": block["usd"], "usd_expected": block["usd_expected"]} | _block_features(block, world[codes])
         keep = ((block["usd"] > 0) & (block["n_hist"] >= settings.min_history)
                 & (block.months >= np.datetime64(first)) & (block.months <= np.datetime64(window.end))).T
-        month_no, row = np.nonzero(keep)  # month-major: each block's rows in (month, series) order
-        cell = row * len(months) + month_no  # those cells in the (series x month) matrices
-        parts.append({"series_no": block.keys["series_no"].to_numpy()[row], "month_no": month_no,
-                      **{name: np.take(values, cell) for name, values in columns.items()}})
-        per_month.append(np.bincount(month_no, minlength=len(months)))
-        del columns, keep
+        month_no, row = np.nonzero(keep)
+        cell = row * len(block.months) + month_no  # those cells in the (series x month) matrices
+        return ({"series_no": block.keys["series_no"].to_numpy()[row], "month_no": month_no,
+                 **{name: np.take(values, cell) for name, values in columns.items()}},
+                np.bincount(month_no, minlength=len(block.months)))
+
+    built = map_corridor_blocks(wh.con, GRID_COLUMNS, block_rows, block_cells)
+    parts, per_month = [part for part, _ in built], [counts for _, counts in built]
+    del built
+    months = grid_months(wh.con)
     if not parts:
         return pl.DataFrame()
     # (month, series) order without a sort: each month's slice of every block, blocks in series
@@ -188,7 +193,12 @@ def corridor_features(wh, window: Window, settings: Settings, block_cells: int =
 
 
 def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    data = corridor_features(wh, window, settings)
+    with ThreadPoolExecutor(1) as warm:
+        # PyOD's Numba kernels compile on first use (uncached, seconds): on a small sample while
+        # the features are built, rather than in the first fits
+        sample = np.random.default_rng(settings.seed).standard_normal((64, len(FEATURES)))
+        warm.submit(_score_month, sample, sample[:2], settings)
+        data = corridor_features(wh, window, settings)
     if data.height == 0:
         return empty_output()
     names = list(FEATURES)
