@@ -17,8 +17,10 @@ def test_bench_runs_every_step_and_writes_its_table(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     text = out.read_text()
-    for step in ("ingest comtrade", "run --all-codes", "report (html)", "export", "pandas peer"):
+    for step in ("ingest comtrade", "floor: Polars read", "floor: insert of the valid rows", "run --all-codes",
+                 "report (html)", "export", "pandas peer"):
         assert f"| {step}" in text, step
+    assert "(the floor under it: reading the file alone + storing its valid rows alone)" in text
     assert "Machine: CPU" in text and "duckdb" in text
     generated = next((tmp_path / "data").glob("comtrade_world_*.csv"))
     header = generated.read_text().splitlines()[0].split(",")
