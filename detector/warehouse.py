@@ -100,8 +100,12 @@ class Warehouse:
             folder = Path(f"{self.path}.tmp")
             folder.mkdir(parents=True, exist_ok=True)
             for left in folder.glob("work-*"):
-                if not _process_alive(int(left.name.split("-")[1])):
-                    shutil.rmtree(left) if left.is_dir() else left.unlink(missing_ok=True)
+                if _process_alive(int(left.name.split("-")[1])):
+                    continue
+                if left.is_dir():
+                    shutil.rmtree(left, ignore_errors=True)
+                else:  # a scratch database file of an earlier version
+                    left.unlink(missing_ok=True)
             self._scratch = folder / f"work-{os.getpid()}-{id(self):x}"
             self._scratch.mkdir()
         return self._scratch
