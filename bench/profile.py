@@ -4,7 +4,7 @@ world, each under cProfile, summed per function of the package.
     python bench/profile.py [--rows 20000000] [--out bench/profile.md]
 
 cProfile sees the main thread only: time the main thread spends waiting on a worker thread (the
-baselines' writer, the multivariate fits) shows as that wait. DuckDB's queries run in C++ calls
+baselines' block builders, the detectors' block work, the multivariate fits) shows as that wait. DuckDB's queries run in C++ calls
 cProfile does not time apart: a function's own time includes the queries it executes.
 """
 
