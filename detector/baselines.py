@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from detector import trailing
-from detector.detectors.base import Window
+from detector.months import Window, months_ahead, months_back
 from detector.reference import reference_path
 from detector.trailing import STAT_NAMES
 from detector.warehouse import Warehouse
@@ -104,11 +104,6 @@ SELECT row_number() OVER (ORDER BY commodity, exporter, importer) - 1 AS series_
 FROM commodity_months GROUP BY commodity, exporter, importer
 """
 
-def months_back(d: date, n: int) -> date:
-    total = d.year * 12 + (d.month - 1) - n
-    return date(total // 12, total % 12 + 1, 1)
-
-
 # Series x months handled at once: bounds the arrays in memory whatever the size of the world.
 BLOCK_CELLS = 2_000_000
 
@@ -145,7 +140,7 @@ class Publication:
     """Which reporter published which flow in which month of the grid, as boolean matrices."""
 
     def __init__(self, con, lo: date, n_months: int):
-        reported = con.sql(REPORTED_SQL, params={"lo": lo, "hi": months_back(lo, -(n_months - 1))}).pl()
+        reported = con.sql(REPORTED_SQL, params={"lo": lo, "hi": months_ahead(lo, n_months - 1)}).pl()
         places = con.sql("""SELECT DISTINCT p FROM (SELECT exporter FROM corridor_keys UNION ALL
                                                      SELECT importer FROM corridor_keys) t(p)""").pl()
         names = pl.concat([places["p"], reported["reporter"]]).unique().sort()
@@ -185,7 +180,7 @@ def _stats_frame(keys: pl.DataFrame, lo: date, side_m: np.ndarray, columns: dict
     """A block's figures and stored statistics, one row per series and month: the series' keys
     (`keys`: its number and key columns, one row per series of the block), month, side, number."""
     n, n_months = columns["usd"].shape
-    months = np.array([months_back(lo, -m) for m in range(n_months)], dtype="datetime64[D]")
+    months = np.array([months_ahead(lo, m) for m in range(n_months)], dtype="datetime64[D]")
     key_columns = [c for c in keys.columns if c != "series_no"]
     # the side is a key of the series too: gathered with the keys (strings made per cell cost more)
     per_series = keys.select(key_columns).with_columns(pl.Series("side", np.where(side_m, "M", "X")))
@@ -332,7 +327,7 @@ def corridor_blocks(con, columns: list[str], block_cells: int = BLOCK_CELLS):
 def grid_months(con) -> np.ndarray:
     """The months of the corridor grid (corridor_stats), first to last."""
     lo, n_months = con.execute("SELECT min(first_month), max(n_months) FROM corridor_stats_files").fetchall()[0]
-    return np.array([months_back(lo, -m) for m in range(n_months or 0)], dtype="datetime64[D]")
+    return np.array([months_ahead(lo, m) for m in range(n_months or 0)], dtype="datetime64[D]")
 
 
 def map_corridor_blocks(con, columns: list[str], work, block_cells: int = BLOCK_CELLS) -> list:

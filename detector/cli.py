@@ -166,8 +166,8 @@ def _settings(obj: Context):
 
 
 def _window(start: str | None, end: str | None, wh):
-    from detector.detectors.base import Window
-    from detector.runner import default_window, parse_month
+    from detector.months import Window, parse_month
+    from detector.runner import default_window
 
     if not start and not end:
         return None

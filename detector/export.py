@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from detector.errors import DetectorError
-from detector.reports.leads import ALERT_COLUMNS, LEAD_COLUMNS, finish_pending, parse_month
+from detector.months import parse_month
+from detector.reports.leads import ALERT_COLUMNS, LEAD_COLUMNS, finish_pending
 
 DATASETS = ("alerts", "flows", "series", "declaration_scores")
 SERIES_KEYS = ["source", "reporter", "partner", "flow", "hs_code"]

@@ -37,12 +37,11 @@ from pathlib import Path
 
 import polars as pl
 
-from detector.baselines import months_back
-from detector.detectors.base import Window
 from detector.errors import DetectorError
 from detector.export import export_parquet, safe_out_dir
+from detector.months import Window, months_ahead, months_back, parse_month
 from detector.reports import render_report
-from detector.reports.leads import parse_month, ranked_leads
+from detector.reports.leads import ranked_leads
 from detector.runner import MIN_HISTORY_MONTHS, run_detectors
 from detector.scoring import HIGH, MEDIUM
 from detector.settings import Settings
@@ -171,7 +170,7 @@ def month_window(wh: Warehouse, month: dt.date, months: int = WINDOW_MONTHS) -> 
         raise DetectorError(f"{wh.path}: no monthly flows loaded yet; put the monthly files in the inbox")
     if month > last:
         raise DetectorError(f"month {month:%Y-%m}: no data loaded for it (latest month loaded: {last:%Y-%m})")
-    earliest = months_back(first, -MIN_HISTORY_MONTHS)
+    earliest = months_ahead(first, MIN_HISTORY_MONTHS)
     if month < earliest:
         raise DetectorError(
             f"month {month:%Y-%m}: needs {MIN_HISTORY_MONTHS} months of history before it "
@@ -356,7 +355,7 @@ def _stage(con_wh: Warehouse, staging: Path, window: Window, month: dt.date, cha
     p = window.start
     while p <= window.end:
         periods.append(p)
-        p = months_back(p, -1)
+        p = months_ahead(p, 1)
     written = export_parquet(con_wh, staging, periods=periods)
     status_rows = con_wh.con.execute("SELECT count(*) FROM lead_status WHERE period = ?", [month]).fetchone()[0]
     if status_rows:

@@ -6,15 +6,15 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import polars as pl
 
 from detector import baselines, scoring
-from detector.baselines import months_back
 from detector.detectors import registry
-from detector.detectors.base import ALERT_SCHEMA, DETECTOR_OUTPUT_SCHEMA, Window, conform
+from detector.detectors.base import ALERT_SCHEMA, DETECTOR_OUTPUT_SCHEMA, conform
 from detector.errors import DetectorError
+from detector.months import Window, months_ahead
 from detector.settings import Settings
 from detector.warehouse import Warehouse
 
@@ -41,14 +41,6 @@ class RunResult:
         return out
 
 
-def parse_month(text: str, what: str = "month") -> date:
-    try:
-        year, month = text.split("-")[:2]
-        return date(int(year), int(month), 1)
-    except (ValueError, AttributeError):
-        raise DetectorError(f"{what} '{text}' is not a month like 2025-03") from None
-
-
 def default_window(wh: Warehouse) -> Window:
     """Every month with at least a year of data before it, up to the latest month loaded."""
     first, last = wh.con.execute(
@@ -56,7 +48,7 @@ def default_window(wh: Warehouse) -> Window:
         "UNION ALL SELECT period FROM declarations)").fetchall()[0]
     if first is None:
         raise DetectorError(f"{wh.path}: no monthly flows or declarations loaded yet; run detector ingest first")
-    start = months_back(first, -MIN_HISTORY_MONTHS)
+    start = months_ahead(first, MIN_HISTORY_MONTHS)
     if start > last:
         raise DetectorError(
             f"{wh.path}: only {first:%Y-%m}..{last:%Y-%m} loaded; detectors need {MIN_HISTORY_MONTHS} months of history")

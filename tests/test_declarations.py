@@ -15,9 +15,10 @@ from detector.declarations.features import FeatureOptions, build_features
 from detector.declarations.metrics import at_budget, budget_table
 from detector.declarations.models import ModelOptions, rank_lines, score_months
 from detector.detectors import declaration_risk
-from detector.detectors.base import DETECTOR_OUTPUT_SCHEMA, Window
+from detector.detectors.base import DETECTOR_OUTPUT_SCHEMA
 from detector.errors import ConfigError
 from detector.ingest.declarations import load_declarations, read_mapping
+from detector.months import Window
 from detector.warehouse import Warehouse
 
 KCS_SAMPLE = Path(__file__).resolve().parent / "fixtures" / "kcs_sample_2020h1.csv"

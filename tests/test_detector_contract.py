@@ -8,8 +8,9 @@ from datetime import date
 import pytest
 
 from detector.detectors import registry
-from detector.detectors.base import DETECTOR_OUTPUT_SCHEMA, Window
+from detector.detectors.base import DETECTOR_OUTPUT_SCHEMA
 from detector.ingest.comtrade import load_comtrade
+from detector.months import Window
 from detector.sample import generate_world
 from detector.warehouse import Warehouse
 

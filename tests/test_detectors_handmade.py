@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from detector.detectors import registry
-from detector.detectors.base import Window
+from detector.months import Window
 from tests.handmade_world import (
     MONTHS,
     Corridor,

@@ -13,6 +13,7 @@ from detector import baselines
 from detector.detectors import mirror_gap, multivariate
 from detector.detectors._common import query
 from detector.ingest.comtrade import load_comtrade
+from detector.months import months_back
 from detector.runner import default_window
 from detector.sample import generate_world
 from detector.warehouse import Warehouse
@@ -107,7 +108,7 @@ def world(tmp_path_factory):
         settings = multivariate.Settings()
         expected = query(wh, window, FEATURES_SQL, {
             "min_history": settings.min_history,
-            "train_start": baselines.months_back(window.start, settings.train_months - 1)})
+            "train_start": months_back(window.start, settings.train_months - 1)})
         keys = wh.frame("SELECT series_no, hs_code, exporter, importer FROM corridor_keys")
         yield wh, window, settings, expected, keys
 

@@ -7,10 +7,10 @@ from datetime import date
 import numpy as np
 
 from detector.detectors import registry
-from detector.detectors.base import Window
 from detector.ingest.baci import load_baci
 from detector.ingest.census import load_census
 from detector.ingest.comext import load_comext
+from detector.months import Window
 from tests.handmade_world import MONTHS, background, load_world, month_index, month_label, thai_triangle
 
 CENSUS_HEADER = ["CTY_CODE", "CTY_NAME", "I_COMMODITY", "GEN_VAL_MO", "GEN_CIF_MO", "GEN_QY1_MO", "UNIT_QY1",

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detector.baselines import months_back
+from detector.months import months_ahead
 from detector.trailing import series_stats
 
 # The statistics as SQL window functions over a dense series x month table: the specification.
@@ -85,7 +85,7 @@ def test_numpy_statistics_equal_the_sql_windows(seed, months):
     usd, kg = _series(seed, months=months)
     n, months = usd.shape
     start = np.datetime64("2022-01-01")
-    periods = np.array([months_back(start.astype(object), -m) for m in range(months)], dtype="datetime64[D]")
+    periods = np.array([months_ahead(start.astype(object), m) for m in range(months)], dtype="datetime64[D]")
     cells = pl.DataFrame({
         "hs_code": np.repeat(np.arange(n), months).astype(str), "exporter": "AAA", "importer": "BBB",
         "period": np.tile(periods, n),
@@ -118,7 +118,7 @@ def test_numpy_statistics_equal_the_sql_windows(seed, months):
 def test_baselines_built_block_by_block_equal_one_block(tmp_path, monkeypatch):
     """A world larger than a block is built a block of corridors at a time: same table."""
     from detector import baselines
-    from detector.detectors.base import Window
+    from detector.months import Window
     from tests.handmade_world import background, load_world, thai_triangle
 
     wh = load_world(tmp_path, thai_triangle() + background("282580") + background("811292", seed=3))
@@ -137,7 +137,7 @@ def test_baselines_live_in_a_scratch_folder_removed_on_close(tmp_path):
     """The large working grid goes to Parquet files in a throwaway folder next to the warehouse,
     which closing removes; one left by a killed process is removed by the next user."""
     from detector import baselines
-    from detector.detectors.base import Window
+    from detector.months import Window
     from tests.handmade_world import background, load_world
 
     folder = tmp_path / "w.duckdb.tmp"
@@ -155,7 +155,7 @@ def test_baselines_live_in_a_scratch_folder_removed_on_close(tmp_path):
 
 def test_a_warehouse_in_memory_keeps_its_grid_in_a_temporary_folder():
     from detector import baselines
-    from detector.detectors.base import Window
+    from detector.months import Window
     from detector.warehouse import Warehouse
 
     with Warehouse.open(":memory:") as wh:

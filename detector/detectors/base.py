@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 
 import polars as pl
+
+from detector.months import Window  # noqa: F401 (the detectors' window type)
 
 # The columns a detector returns (the runner adds alert_id, run_id, severity, lead_id, lead_rank).
 DETECTOR_OUTPUT_SCHEMA: dict[str, pl.DataType] = {
@@ -50,20 +51,6 @@ PUBLIC_ALERT_COLUMNS = [
     "destination", "reporter", "partner", "score", "severity", "observed", "expected",
     "evidence", "explanation",
 ]
-
-
-@dataclass(frozen=True)
-class Window:
-    """Months scored, first days of month, inclusive at both ends."""
-
-    start: date
-    end: date
-
-    def __post_init__(self):
-        if self.start.day != 1 or self.end.day != 1:
-            raise ValueError("window bounds must be first days of months")
-        if self.start > self.end:
-            raise ValueError(f"window start {self.start} is after its end {self.end}")
 
 
 @dataclass(frozen=True)

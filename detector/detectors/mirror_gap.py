@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from detector import scoring, trailing
-from detector.baselines import BLOCK_CELLS, GridBlock, map_corridor_blocks, months_back, prepare
+from detector.baselines import BLOCK_CELLS, GridBlock, map_corridor_blocks, prepare
 from detector.detectors._common import (
     commodity,
     country_names,
@@ -35,6 +35,7 @@ from detector.detectors._common import (
     usd,
 )
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.months import months_back
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ import numpy as np
 import polars as pl
 
 from detector import scoring, trailing
-from detector.baselines import BLOCK_CELLS, GridBlock, grid_months, map_corridor_blocks, months_back, prepare
+from detector.baselines import BLOCK_CELLS, GridBlock, grid_months, map_corridor_blocks, prepare
 from detector.detectors._common import commodity, country_names, month, name_of, reporter_partner, usd
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.months import months_back
 
 FEATURES = {
     "growth": "log growth over the usual level",

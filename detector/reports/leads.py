@@ -8,12 +8,10 @@ is a lead of its own.
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-
 import polars as pl
 
 from detector.errors import DetectorError
+from detector.months import parse_month
 from detector.scoring import HIGH, MEDIUM
 
 # Public alert columns (SPEC.md), then the two lead columns.
@@ -23,23 +21,6 @@ ALERT_COLUMNS = [
     "evidence", "explanation",
 ]
 LEAD_COLUMNS = ["lead_id", "lead_rank", "lead_score"]
-
-_MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
-
-
-def parse_month(value: str | dt.date | None, what: str = "period") -> dt.date | None:
-    """'2025-03', '2025-03-01' or a date -> first day of that month."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, dt.datetime):
-        value = value.date()
-    if isinstance(value, dt.date):
-        return value.replace(day=1)
-    m = _MONTH.match(str(value).strip())
-    if not m or not 1 <= int(m.group(2)) <= 12:
-        raise DetectorError(f"{what} {value!r}: expected a month as YYYY-MM")
-    return dt.date(int(m.group(1)), int(m.group(2)), 1)
-
 
 def _filters(period, start, end, commodity, destination) -> tuple[str, list]:
     """WHERE clause and parameters for the alert filters."""
