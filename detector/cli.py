@@ -203,16 +203,26 @@ def detectors(obj: Context):
 @click.option("--all-codes", is_flag=True,
               help="Every HS code in scope, not only the watchlist's: mirror gaps, unit values, new corridors "
                    "and multivariate outliers on all codes (slower).")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Run the corridor detectors on N local processes, a partition of HS codes at a time "
+                   "(0: in this process).")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="spark: run the partitions on Apache Spark (pip install 'detector[spark]').")
+@click.option("--spark-master", metavar="URL", help="Spark master (default: local[*], or spark-submit's).")
+@click.option("--flows", "flows_path", metavar="PATH",
+              help="With --engine spark: Hive-partitioned Parquet of the flows (default: the warehouse's, "
+                   "exported first).")
 @click.pass_obj
 @friendly_errors
-def run_cmd(obj: Context, start, end, names, out, all_codes):
+def run_cmd(obj: Context, start, end, names, out, all_codes, workers, engine, spark_master, flows_path):
     """Run the detectors over a window of months and store their alerts."""
     from detector.runner import run_detectors
 
     settings = _settings(obj)
     with obj.open() as wh:
         result = run_detectors(wh, _window(start, end, wh), list(names) or None, settings,
-                               all_codes=all_codes)
+                               all_codes=all_codes, workers=workers, engine=engine,
+                               spark_master=spark_master, flows_path=flows_path)
         for line in result.lines():
             click.echo(line)
         if out:

@@ -12,9 +12,11 @@ import polars as pl
 
 from detector import baselines, scoring
 from detector.detectors import registry
-from detector.detectors.base import ALERT_SCHEMA, DETECTOR_OUTPUT_SCHEMA, conform
+from detector.detectors.base import ALERT_SCHEMA, DETECTOR_OUTPUT_SCHEMA, conform, empty_output
+from detector.engine import local
 from detector.errors import DetectorError
 from detector.months import Window, months_ahead
+from detector.scope import Scope, plan_warehouse
 from detector.settings import Settings
 from detector.warehouse import Warehouse
 
@@ -33,8 +35,9 @@ class RunResult:
         out = [f"run {self.run_id}: {self.window.start:%Y-%m} .. {self.window.end:%Y-%m}"]
         for name, n in self.counts.items():
             out.append(f"  {name:<22} {n:>6,} alerts  {self.seconds.get(name, 0):6.2f}s")
-        if "baselines" in self.seconds:
-            out.append(f"  {'(shared baselines)':<22} {'':>6}         {self.seconds['baselines']:6.2f}s")
+        for step in ("scope", "baselines"):
+            if step in self.seconds:
+                out.append(f"  {'(shared ' + step + ')':<22} {'':>6}         {self.seconds[step]:6.2f}s")
         total = sum(self.counts.values())
         leads = 0 if self.alerts is None or self.alerts.height == 0 else self.alerts["lead_id"].n_unique()
         out.append(f"  {'total':<22} {total:>6,} alerts in {leads:,} leads, {sum(self.seconds.values()):.2f}s")
@@ -55,32 +58,40 @@ def default_window(wh: Warehouse) -> Window:
     return Window(start, last)
 
 
+ENGINES = ("duckdb", "spark")
+
+
 def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] | None = None,
-                  settings: Settings | None = None, before_commit=None, all_codes: bool = False) -> RunResult:
-    """`before_commit(con, result)`, if given, runs inside the run's transaction after the alerts
+                  settings: Settings | None = None, before_commit=None, all_codes: bool = False,
+                  workers: int = 0, engine: str = "duckdb", spark_master: str | None = None,
+                  flows_path: str | None = None) -> RunResult:
+    """Run the detectors over `window` and store their alerts, scored and grouped into leads.
+
+    `before_commit(con, result)`, if given, runs inside the run's transaction after the alerts
     are written: what it writes commits with them, and if it raises the run leaves nothing.
-    `all_codes`: every HS code in scope (baselines for all; alerts on all from the detectors that need no
-    controlling country), not only the watchlist's."""
+    `all_codes`: every HS code in scope (baselines for all; alerts on all from the detectors that
+    need no controlling country), not only the watchlist's; decided here, once for the run.
+    Where the corridor detectors run: in this process (default), on `workers` local processes,
+    or with `engine="spark"` on Apache Spark (`spark_master`, flows from the Parquet dataset at
+    `flows_path`); all three give the same alerts."""
+    if engine not in ENGINES:
+        raise DetectorError(f"unknown engine '{engine}'; choose {' or '.join(ENGINES)}")
     specs = registry.all_detectors()
     chosen = [registry.get(n) for n in names] if names else list(specs.values())
     settings = settings or Settings()
     window = window or default_window(wh)
     started = datetime.now(UTC).replace(tzinfo=None)
     result = RunResult(run_id=f"run-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", window=window)
-    frames, extras = [], {}
     t0 = time.perf_counter()
-    baselines.prepare(wh, window, all_codes=all_codes, fresh=True)  # shared by this run's detectors
-    result.seconds["baselines"] = time.perf_counter() - t0
-    with wh.lend_memory():  # the detectors' arrays live on the Python side
-        for spec in chosen:
-            t0 = time.perf_counter()
-            df = conform(spec.detect(wh, window, settings.for_detector(spec)))
-            df = df.filter(pl.col("period").is_between(window.start, window.end))
-            if spec.extra_outputs is not None:
-                extras.update(spec.extra_outputs(wh, window, settings.for_detector(spec)))
-            result.seconds[spec.name] = time.perf_counter() - t0
-            result.counts[spec.name] = df.height
-            frames.append(df.with_columns(pl.lit(result.run_id).alias("run_id")))
+    partitioned = engine == "spark" or workers > 0
+    scope = plan_warehouse(wh.con, window, all_codes, with_source_choice=partitioned)
+    result.seconds["scope"] = time.perf_counter() - t0
+    found, tables = _detect(wh, scope, chosen, settings, workers, engine, spark_master, flows_path, result)
+    frames = []
+    for spec in chosen:
+        df = found.get(spec.name, empty_output())
+        result.counts[spec.name] = df.height
+        frames.append(df.with_columns(pl.lit(result.run_id).alias("run_id")))
     # Leads are drawn over every alert of the window, those of detectors not run now included, so
     # that a partial rerun keeps one consistent ranking.
     kept = wh.frame(
@@ -92,8 +103,55 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
     combined = pl.concat(frames, how="vertical_relaxed")
     alerts = scoring.with_ids_and_leads(combined, families) if combined.height else pl.DataFrame(schema=ALERT_SCHEMA)
     result.alerts = alerts.select(list(ALERT_SCHEMA))
-    _store(wh, result, chosen, settings, started, before_commit, extras)
+    _store(wh, result, chosen, settings, started, before_commit, tables)
     return result
+
+
+def _detect(wh: Warehouse, scope: Scope, chosen: list, settings: Settings, workers: int, engine: str,
+            spark_master: str | None, flows_path: str | None,
+            result: RunResult) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+    """Each chosen detector's alerts in the window (and the tables some write beside them)."""
+    window = scope.window
+    corridor = [s.name for s in chosen if s.partitioned]
+    extra_pairs = tuple(settings.for_detector(registry.get("code_shift")).extra_pairs)
+    if not corridor:
+        parts = []
+    elif engine == "spark":
+        from detector.engine.spark import detect_on_spark
+
+        parts = detect_on_spark(scope, corridor, settings, spark_master, flows_path, extra_pairs)
+    elif workers > 0:
+        parts = local.detect_with_workers(wh, scope, corridor, settings, workers, extra_pairs)
+    else:
+        parts = [local.detect_in_process(wh, scope, corridor, settings)]
+    for part in parts:
+        for name, seconds in part.seconds.items():
+            result.seconds[name] = result.seconds.get(name, 0.0) + seconds
+    alerts = pl.concat([part.alerts for part in parts]) if parts else empty_output()
+    found = {name: frame for (name,), frame in alerts.partition_by("detector", as_dict=True).items()}
+    for name in corridor:  # reduce steps over every partition's map parts
+        spec = registry.get(name)
+        if spec.reduce is None or not any(name in part.parts for part in parts):
+            continue
+        t0 = time.perf_counter()
+        reduced = conform(spec.reduce([part.parts[name] for part in parts], window, settings.for_detector(spec),
+                                      scope.country_names()))
+        found[name] = reduced.filter(pl.col("period").is_between(window.start, window.end))
+        result.seconds[name] = result.seconds.get(name, 0.0) + time.perf_counter() - t0
+    tables: dict[str, pl.DataFrame] = {}
+    others = [s for s in chosen if not s.partitioned]
+    if others:  # declaration lines: not cut by HS code, scored here
+        with baselines.for_declarations(wh, scope) as lines:
+            for spec in others:
+                t0 = time.perf_counter()
+                if spec.detect_with_tables is not None:
+                    df, written = spec.detect_with_tables(lines, window, settings.for_detector(spec))
+                    tables.update(written)
+                else:
+                    df = spec.detect(lines, window, settings.for_detector(spec))
+                found[spec.name] = conform(df).filter(pl.col("period").is_between(window.start, window.end))
+                result.seconds[spec.name] = time.perf_counter() - t0
+    return found, tables
 
 
 def _store(wh: Warehouse, result: RunResult, chosen, settings: Settings, started: datetime,

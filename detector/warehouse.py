@@ -56,7 +56,16 @@ def default_path() -> str:
 
 
 def _schema_sql() -> str:
-    return resources.files("detector").joinpath("schema.sql").read_text()
+    package = resources.files("detector")
+    return package.joinpath("schema.sql").read_text() + "\n" + package.joinpath("views.sql").read_text()
+
+
+def view_sql(*names: str) -> str:
+    """The CREATE VIEW statements of views.sql for the named views, in file order."""
+    text = resources.files("detector").joinpath("views.sql").read_text()
+    statements = [part.strip() for part in text.split(";") if "CREATE" in part]
+    chosen = [s for s in statements if re.search(r"CREATE OR REPLACE VIEW (\w+)", s).group(1) in names]
+    return ";\n".join(chosen) + ";"
 
 
 def _reference_digest() -> str:

@@ -1,28 +1,8 @@
-"""Small helpers the detector modules share (SQL execution, explanation formatting)."""
+"""Small helpers the detector modules share (explanation formatting, evidence, reporter and partner)."""
 
 from __future__ import annotations
 
 import polars as pl
-
-from detector.baselines import prepare
-from detector.detectors.base import Window
-from detector.warehouse import Warehouse
-
-# A mapping of ISO3 to short country names, read once per connection for explanations.
-NAMES_SQL = "SELECT iso3, name FROM countries"
-
-
-def query(wh: Warehouse, window: Window, sql: str, params: dict | None = None,
-          all_codes: bool = False) -> pl.DataFrame:
-    """Run one detector query over the shared baselines; `$start`/`$end` are the window.
-
-    The baselines cover every HS code when the detector asks for it or the run prepared them so
-    (`run_detectors(all_codes=True)`), else the watchlist's codes.
-    """
-    prepare(wh, window, all_codes=all_codes)
-    args = {"start": window.start, "end": window.end, **(params or {})}
-    used = {k: v for k, v in args.items() if f"${k}" in sql}
-    return wh.frame(sql, used)
 
 
 def commodity() -> pl.Expr:
@@ -48,10 +28,6 @@ def pct(expr: pl.Expr) -> pl.Expr:
 
 def month(expr: pl.Expr) -> pl.Expr:
     return expr.dt.strftime("%Y-%m")
-
-
-def country_names(wh: Warehouse) -> dict[str, str]:
-    return dict(wh.con.execute(NAMES_SQL).fetchall())
 
 
 def name_of(expr: pl.Expr, names: dict[str, str]) -> pl.Expr:

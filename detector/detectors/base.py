@@ -1,9 +1,10 @@
 """The detector contract: every detector is a module with the same shape.
 
 A detector has a `name`, a one-line `description`, a `version`, a frozen `Settings` dataclass
-whose field defaults are documented with `field(metadata={"doc": ...})`, and a function
-`detect(wh, window, settings) -> polars.DataFrame` returning rows in `ALERT_SCHEMA` (without
-`alert_id`, `run_id`, `severity`, `lead_id`, `lead_rank`, `lead_score`: the runner adds those).
+whose field defaults are documented with `field(metadata={"doc": ...})`, and a pure function
+`detect(baselines, window, settings) -> polars.DataFrame` returning rows in `DETECTOR_OUTPUT_SCHEMA`
+(the runner adds `alert_id`, `run_id`, `severity`, `lead_id`, `lead_rank`, `lead_score`). It reads
+only the `Baselines` value it is given: no warehouse, no temporary tables, no module state.
 
 No look-ahead: an alert for month t may only use flows with period <= t.
 """
@@ -45,12 +46,6 @@ ALERT_SCHEMA: dict[str, pl.DataType] = {
     "lead_rank": pl.Int32,
     "lead_score": pl.Float64,
 }
-# SPEC column order of the public alert table.
-PUBLIC_ALERT_COLUMNS = [
-    "alert_id", "run_id", "detector", "period", "hs_code", "commodity", "origin", "via",
-    "destination", "reporter", "partner", "score", "severity", "observed", "expected",
-    "evidence", "explanation",
-]
 
 
 @dataclass(frozen=True)
@@ -63,9 +58,18 @@ class DetectorSpec:
     # Detectors reading the same signal (e.g. volume growth) share a family; a lead's score adds up
     # evidence across families only, so two views of one jump do not count as two witnesses.
     family: str = ""
-    # Optional: (wh, window, settings) -> {table: frame} of per-row outputs beside the alerts (e.g.
-    # per-declaration scores), stored by the runner in the same transaction for the window's months.
-    extra_outputs: Callable[..., dict[str, pl.DataFrame]] | None = None
+    # Corridor detectors read the corridor grid and run per partition of HS codes; the others
+    # (declaration lines) run once over all their input.
+    partitioned: bool = True
+    # A detector whose work spans partitions (one model fitted over all codes) splits `detect` into
+    # map_partition(baselines, window, settings) -> part, run on every partition, and
+    # reduce([part, ...], window, settings, country_names) -> alerts, run once over all parts.
+    map_partition: Callable[..., object] | None = None
+    reduce: Callable[..., pl.DataFrame] | None = None
+    # Optional: (baselines, window, settings) -> (alerts, {table: frame}) for a detector with per-row
+    # outputs beside its alerts (per-declaration scores), stored by the runner in the same
+    # transaction for the window's months.
+    detect_with_tables: Callable[..., tuple[pl.DataFrame, dict[str, pl.DataFrame]]] | None = None
 
     @property
     def evidence_family(self) -> str:

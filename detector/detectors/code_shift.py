@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
+from detector.baselines import Baselines
 from detector.detectors._common import (
-    country_names,
     evidence_json,
     month,
     name_of,
     pct,
-    query,
     reporter_partner,
     times,
     usd,
@@ -72,8 +71,8 @@ class Settings:
     min_history: int = field(default=6, metadata={"doc": "reported months in the trailing year"})
 
 
-def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    df = query(wh, window, SQL, {"extra_pairs": list(settings.extra_pairs), "min_drop": settings.min_drop,
+def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
+    df = baselines.sql(SQL, {"extra_pairs": list(settings.extra_pairs), "min_drop": settings.min_drop,
                                   "min_rise_ratio": settings.min_rise_ratio, "min_excess_usd": settings.min_excess_usd,
                                   "min_history": settings.min_history})
     df = df.with_columns(
@@ -87,7 +86,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
     ).filter(pl.col("balance") >= settings.min_balance)
     if df.height == 0:
         return empty_output()
-    names = country_names(wh)
+    names = baselines.country_names()
     strength = 2.5 + 6 * pl.col("balance") * pl.col("drop_share")
     df = df.with_columns(
         (scoring.evidence(strength) * scoring.size(pl.col("shifted_usd"))).clip(0, 1).alias("score"),

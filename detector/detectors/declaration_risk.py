@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from detector.baselines import Baselines
 from detector.declarations.features import FeatureOptions, build_features
 from detector.declarations.models import ModelOptions, rank_lines, score_months
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
@@ -50,39 +51,33 @@ def _options(settings: Settings) -> tuple[FeatureOptions, ModelOptions]:
                          lgbm_params={"n_estimators": settings.trees}))
 
 
-def _scored(wh, window: Window, settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
+SCORED_SCHEMA = {"source": pl.String, "declaration_id": pl.String, "period": pl.Date,
+                 "score": pl.Float64, "rank": pl.Int64, "reasons": pl.String}
+
+
+def _scored(baselines: Baselines, window: Window, settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
+    if baselines.declarations is None:  # no declarations loaded (a warehouse of trade flows only)
+        return pl.DataFrame(), pl.DataFrame(schema=SCORED_SCHEMA)
     fopts, mopts = _options(settings)
     where = f"period <= DATE '{window.end.isoformat()}'"
     if settings.source:
         where += " AND source = '" + settings.source.replace("'", "''") + "'"
-    feats = build_features(wh.con, fopts, where)
+    feats = build_features(baselines.connection(), fopts, where)
     months = sorted(feats.filter(pl.col("period") >= window.start)["period"].unique().to_list())
-    if not months:  # no declarations in the window (a warehouse of trade flows only)
-        return feats, pl.DataFrame(schema={"source": pl.String, "declaration_id": pl.String, "period": pl.Date,
-                                           "score": pl.Float64, "rank": pl.Int64, "reasons": pl.String})
+    if not months:  # no declarations in the window
+        return feats, pl.DataFrame(schema=SCORED_SCHEMA)
     scored = rank_lines(score_months(feats, months, mopts), mopts, by="period")
     return feats, scored
-
-
-# The scoring of the last detect(), handed to extra_outputs() of the same run (and only to it) so the
-# models are not trained twice; any other call scores afresh.
-_HANDOVER: dict = {}
 
 
 def _lines(scored: pl.DataFrame) -> pl.DataFrame:
     return scored.select("source", "declaration_id", "period", "score", "rank", "reasons").sort("period", "rank")
 
 
-def score_declarations(wh, window: Window, settings: Settings | None = None) -> pl.DataFrame:
+def score_declarations(baselines: Baselines, window: Window, settings: Settings | None = None) -> pl.DataFrame:
     """One row per declaration line of the window: declaration_id, period, score (0..1), rank, reasons."""
-    _, scored = _scored(wh, window, settings or Settings())
+    _, scored = _scored(baselines, window, settings or Settings())
     return _lines(scored)
-
-
-def extra_outputs(wh, window: Window, settings: Settings) -> dict[str, pl.DataFrame]:
-    handed = _HANDOVER.pop((id(wh), window, settings), None)
-    scored = handed if handed is not None else _scored(wh, window, settings)[1]
-    return {"declaration_scores": _lines(scored)}
 
 
 def _roll_up(lines: pl.DataFrame, keys: list[str], kind: str, settings: Settings) -> pl.DataFrame:
@@ -111,10 +106,18 @@ def _roll_up(lines: pl.DataFrame, keys: list[str], kind: str, settings: Settings
     return grouped.with_columns(kind=pl.lit(kind))
 
 
-def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    feats, scored = _scored(wh, window, settings)
-    _HANDOVER.clear()
-    _HANDOVER[(id(wh), window, settings)] = scored
+def detect_with_tables(baselines: Baselines, window: Window,
+                       settings: Settings) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """The alerts and the per-line scores (table declaration_scores) of one scoring."""
+    feats, scored = _scored(baselines, window, settings)
+    return _alerts(feats, scored, settings), {"declaration_scores": _lines(scored)}
+
+
+def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
+    return detect_with_tables(baselines, window, settings)[0]
+
+
+def _alerts(feats: pl.DataFrame, scored: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     if scored.height == 0:
         return empty_output()
     lines = scored.join(feats, on=["source", "declaration_id", "period"], how="left").with_columns(
@@ -164,5 +167,6 @@ SPEC = DetectorSpec(
     version=VERSION,
     settings_class=Settings,
     detect=detect,
-    extra_outputs=extra_outputs,
+    partitioned=False,
+    detect_with_tables=detect_with_tables,
 )

@@ -23,18 +23,17 @@ import numpy as np
 import polars as pl
 
 from detector import scoring, trailing
-from detector.baselines import BLOCK_CELLS, GridBlock, map_corridor_blocks, prepare
+from detector.baselines import Baselines
 from detector.detectors._common import (
     commodity,
-    country_names,
     evidence_json,
     month,
     name_of,
-    query,
     times,
     usd,
 )
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.grid import BLOCK_CELLS, GridBlock
 from detector.months import months_back
 
 
@@ -46,13 +45,6 @@ class Settings:
     min_gap_usd: float = field(default=50_000.0, metadata={"doc": "monthly USD difference between the two books"})
     floor_usd: float = field(default=10_000.0, metadata={"doc": "added to both sides so tiny flows do not make huge ratios"})
     min_history: int = field(default=6, metadata={"doc": "earlier months with both books"})
-
-
-# What a gap's alert shows besides its figures: the corridor's keys and its commodity's controller.
-GAP_KEYS_SQL = """
-SELECT g.*, k.hs_code, k.exporter, k.importer, sc.commodity, sc.controlling_country
-FROM gap_rows g JOIN corridor_keys k USING (series_no) JOIN scope_codes sc USING (hs_code)
-"""
 
 
 def _block_gaps(block: GridBlock, window: Window, settings: Settings) -> dict[str, np.ndarray] | None:
@@ -96,37 +88,27 @@ def _block_gaps(block: GridBlock, window: Window, settings: Settings) -> dict[st
             "gap_mad": gap_mad[keep], "n_hist": n_hist[keep], "z_gap": z_gap[keep]}
 
 
-def mirror_gaps(wh, window: Window, settings: Settings, block_cells: int = BLOCK_CELLS) -> pl.DataFrame:
+def mirror_gaps(baselines: Baselines, window: Window, settings: Settings, block_cells: int = BLOCK_CELLS) -> pl.DataFrame:
     """Every scored corridor-month of the window whose two books disagree beyond the pair's usual
     gap, with the corridor's keys, commodity and controlling country."""
-    prepare(wh, window)
-    parts = [gaps for gaps in map_corridor_blocks(wh.con, ["m_usd", "x_usd"],
-                                                  lambda block: _block_gaps(block, window, settings), block_cells)
+    parts = [gaps for gaps in baselines.map_blocks(["m_usd", "x_usd"], lambda block: _block_gaps(block, window, settings),
+                                                   block_cells)
              if gaps is not None]
     if not parts:
         return pl.DataFrame()
-    wh.con.register("gap_rows", pl.DataFrame({name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
-                    .with_columns(pl.col("period").cast(pl.Date)))
-    try:
-        return wh.frame(GAP_KEYS_SQL)
-    finally:
-        wh.con.unregister("gap_rows")
+    gaps = pl.DataFrame({name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
+    codes = baselines.scope.table("scope_codes").select("hs_code", "commodity", "controlling_country")
+    return (gaps.with_columns(pl.col("period").cast(pl.Date), pl.col("series_no").cast(baselines.keys["series_no"].dtype))
+            .join(baselines.keys, on="series_no").join(codes, on="hs_code"))
 
 
-# Imports whose recorded origin differs from the consignment country, per route and month.
+# Imports whose recorded origin differs from the consignment country (the baselines' consignments),
+# judged against the route's usual level.
 CONSIGNMENT_SQL = """
-WITH consigned AS (
-    SELECT f.hs_code, f.reporter AS importer, f.partner AS declared_origin, f.partner2 AS consignment, f.period,
-           CAST(sum(CAST(f.value_usd AS DECIMAL(38, 3))) AS DOUBLE) AS usd
-    FROM flows_preferred f
-    WHERE f.freq = 'M' AND f.flow = 'M' AND f.partner2 IS NOT NULL AND f.partner2 <> f.partner
-      AND f.period BETWEEN $history_start AND $end
-    GROUP BY ALL
-),
-judged AS (   -- the route's usual monthly value over the year before (months without a row count as 0)
+WITH judged AS (   -- the route's usual monthly value over the year before (months without a row count as 0)
     SELECT c.*, sc.commodity, sc.controlling_country,
            coalesce(sum(c.usd) OVER w, 0) / 12 AS usual
-    FROM consigned c JOIN scope_codes sc USING (hs_code)
+    FROM consignments c JOIN scope_codes sc USING (hs_code)
     WHERE sc.commodity IS NOT NULL
     WINDOW w AS (PARTITION BY c.hs_code, c.importer, c.declared_origin, c.consignment ORDER BY c.period
                  RANGE BETWEEN INTERVAL 12 MONTH PRECEDING AND INTERVAL 1 MONTH PRECEDING)
@@ -139,13 +121,13 @@ WHERE period BETWEEN $start AND $end AND usd >= $min_gap_usd
 """
 
 
-def _consignment(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    df = query(wh, window, CONSIGNMENT_SQL, {
-        "history_start": months_back(window.start, 12), "min_gap_usd": settings.min_gap_usd,
+def _consignment(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
+    df = baselines.sql(CONSIGNMENT_SQL, {
+        "min_gap_usd": settings.min_gap_usd,
         "min_ratio": settings.min_ratio, "floor_usd": settings.floor_usd})
     if df.height == 0:
         return empty_output()
-    names = country_names(wh)
+    names = baselines.country_names()
     imp, declared, consigned = (name_of(pl.col(c), names) for c in ("importer", "declared_origin", "consignment"))
     growth = pl.col("usd") / pl.col("usual").clip(lower_bound=settings.floor_usd)
     # A false origin on the importer's own books is strong evidence; rerouting grows with the jump.
@@ -173,12 +155,12 @@ def _consignment(wh, window: Window, settings: Settings) -> pl.DataFrame:
     return conform(df)
 
 
-def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    consignment = _consignment(wh, window, settings)
-    df = mirror_gaps(wh, window, settings)
+def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
+    consignment = _consignment(baselines, window, settings)
+    df = mirror_gaps(baselines, window, settings)
     if df.height == 0:
         return consignment
-    names = country_names(wh)
+    names = baselines.country_names()
     imports_high = pl.col("log_gap") > pl.col("gap_med")
     df = df.with_columns(
         (pl.col("m3") / 3).alias("imports_reported"), (pl.col("x3") / 3).alias("exports_reported"),

@@ -13,16 +13,17 @@ features furthest from their training median).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from detector import scoring, trailing
-from detector.baselines import BLOCK_CELLS, GridBlock, grid_months, map_corridor_blocks, prepare
-from detector.detectors._common import commodity, country_names, month, name_of, reporter_partner, usd
+from detector.baselines import Baselines
+from detector.detectors._common import commodity, month, name_of, reporter_partner, usd
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.grid import BLOCK_CELLS, GridBlock
 from detector.months import months_back
 
 FEATURES = {
@@ -36,20 +37,11 @@ FEATURES = {
 
 # The world price of each scored code and month: the median unit value over its corridors.
 WORLD_SQL = """
-SELECT hs_code, datediff('month', (SELECT min(period) FROM corridor_stats), period) AS month_no,
+SELECT hs_code, datediff('month', CAST($lo AS DATE), period) AS month_no,
        median(usd / kg_row) AS world_uv
 FROM corridor_months SEMI JOIN scope_codes sc ON sc.hs_code = corridor_months.hs_code AND sc.scored
 WHERE usd > 0 AND kg_row > 0
 GROUP BY ALL
-"""
-
-# What an alert row shows besides its features: the corridor's keys, commodity and book.
-ALERT_KEYS_SQL = """
-SELECT a.*, k.hs_code, k.exporter, k.importer, sc.commodity, cs.side
-FROM scored_rows a
-JOIN corridor_keys k USING (series_no)
-JOIN scope_codes sc USING (hs_code)
-JOIN corridor_stats cs ON cs.series_no = a.series_no AND cs.period = a.period
 """
 
 FIT_THREADS = 2
@@ -102,11 +94,11 @@ def _score_month(train: np.ndarray, test: np.ndarray, settings: Settings) -> tup
     return tail, contrib
 
 
-def _world_prices(wh) -> tuple[dict[str, int], np.ndarray]:
+def _world_prices(baselines: Baselines) -> tuple[dict[str, int], np.ndarray]:
     """Each scored code's world price by month of the grid, as a (code x month) matrix with a last
     row of NaN for a code that has none."""
-    world = wh.frame(WORLD_SQL)
-    n_months = len(grid_months(wh.con))
+    world = baselines.sql(WORLD_SQL, {"lo": baselines.scope.lo})
+    n_months = baselines.scope.n_months
     codes = world["hs_code"].unique().sort()
     code_no = {c: i for i, c in enumerate(codes.to_list())}
     grid = np.full((len(codes) + 1, n_months), np.nan)
@@ -153,13 +145,14 @@ def _zero_if_null(a: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(a), 0.0, a)
 
 
-def corridor_features(wh, window: Window, settings: Settings, block_cells: int = BLOCK_CELLS) -> pl.DataFrame:
-    """One row per scored corridor-month that may be scored or learnt from (traded, with a year
-    of history, from the first training month on): its series, month, level and features, in
-    (month, series) order."""
-    prepare(wh, window)
+def corridor_features(baselines: Baselines, window: Window, settings: Settings,
+                      block_cells: int = BLOCK_CELLS) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The map step: one row per scored corridor-month that may be scored or learnt from (traded,
+    with a year of history, from the first training month on), with its series number, month,
+    level and features, in (month, series) order; and the series (series_no, hs_code, exporter,
+    importer, commodity, side) they belong to, numbered in key order."""
     first = months_back(window.start, settings.train_months - 1)
-    code_no, world = _world_prices(wh)
+    code_no, world = _world_prices(baselines)
 
     def block_rows(block: GridBlock) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The block's rows to keep, month-major (in (month, series) order), and their count per month."""
@@ -173,12 +166,14 @@ def corridor_features(wh, window: Window, settings: Settings, block_cells: int =
                  **{name: np.take(values, cell) for name, values in columns.items()}},
                 np.bincount(month_no, minlength=len(block.months)))
 
-    built = map_corridor_blocks(wh.con, GRID_COLUMNS, block_rows, block_cells)
+    built = baselines.map_blocks(GRID_COLUMNS, block_rows, block_cells)
     parts, per_month = [part for part, _ in built], [counts for _, counts in built]
     del built
-    months = grid_months(wh.con)
+    months = baselines.months()
+    codes = baselines.scope.table("scope_codes").select("hs_code", "commodity")
+    series = baselines.scored_keys().join(codes, on="hs_code", how="left", maintain_order="left")
     if not parts:
-        return pl.DataFrame()
+        return pl.DataFrame(), series.clear()
     # (month, series) order without a sort: each month's slice of every block, blocks in series
     # order; a column at a time, so that the blocks' parts and the result are never both whole
     ends = np.cumsum(np.stack(per_month), axis=1)
@@ -189,23 +184,61 @@ def corridor_features(wh, window: Window, settings: Settings, block_cells: int =
         rows[name] = np.concatenate([parts[b][name][lo:hi] for b, lo, hi in slices])
         for part in parts:
             del part[name]
-    return pl.DataFrame({"series_no": rows.pop("series_no"), "period": months[rows.pop("month_no")],
-                         **rows}).with_columns(pl.col("period").cast(pl.Date), pl.col("months_elevated").cast(pl.Int64))
+    features = pl.DataFrame({"series_no": rows.pop("series_no"), "period": months[rows.pop("month_no")],
+                             **rows}).with_columns(pl.col("period").cast(pl.Date),
+                                                   pl.col("months_elevated").cast(pl.Int64))
+    return features, series
 
 
-def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    with ThreadPoolExecutor(1) as warm:
-        # PyOD's Numba kernels compile on first use (uncached, seconds): on a small sample while
-        # the features are built, rather than in the first fits
-        sample = np.random.default_rng(settings.seed).standard_normal((64, len(FEATURES)))
-        warm.submit(_score_month, sample, sample[:2], settings)
-        data = corridor_features(wh, window, settings)
+def combine(parts: list[tuple[pl.DataFrame, pl.DataFrame]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Partitions' features as one run's: series renumbered in key order over all partitions and
+    rows in (month, series) order, exactly as a run over everything builds them."""
+    parts = [(rows, series) for rows, series in parts if rows.height]
+    if len(parts) <= 1:
+        return parts[0] if parts else (pl.DataFrame(), pl.DataFrame())
+    tagged = pl.concat([series.with_columns(pl.lit(n).alias("part")) for n, (_, series) in enumerate(parts)])
+    tagged = tagged.sort("hs_code", "exporter", "importer").with_row_index("run_series_no")
+    renumbered = []
+    for n, (rows, _) in enumerate(parts):
+        numbers = tagged.filter(pl.col("part") == n).select("series_no", "run_series_no")
+        renumbered.append(rows.join(numbers.with_columns(pl.col("series_no").cast(rows["series_no"].dtype)),
+                                    on="series_no").drop("series_no").rename({"run_series_no": "series_no"}))
+    rows = pl.concat(renumbered, how="diagonal").sort("period", "series_no")
+    series = tagged.drop("series_no", "part").rename({"run_series_no": "series_no"})
+    return rows.select(parts[0][0].columns), series
+
+
+def _month_sample(n_rows: int, size: int, seed: int, month) -> np.ndarray:
+    """A month's training sample: seeded by the run's seed and the month alone, so that it does
+    not depend on the other months scored or on how the work was cut."""
+    rng = np.random.default_rng([seed, month.year * 12 + month.month])
+    return np.sort(rng.choice(n_rows, size, replace=False))
+
+
+def _warm_up(pool: ThreadPoolExecutor, settings: Settings) -> Future:
+    """PyOD's Numba kernels compile on first use (uncached, seconds): on a small sample in the
+    background, rather than inside the first fits."""
+    sample = np.random.default_rng(settings.seed).standard_normal((64, len(FEATURES)))
+    return pool.submit(_score_month, sample, sample[:2], settings)
+
+
+def reduce(parts: list[tuple[pl.DataFrame, pl.DataFrame]], window: Window, settings: Settings,
+           names: dict[str, str], warm: Future | None = None) -> pl.DataFrame:
+    """The reduce step: one fit per month over every partition's corridor-months, the rare ones
+    reported."""
+    with ThreadPoolExecutor(1) as pool:
+        warm = warm or _warm_up(pool, settings)
+        data, series = combine(parts)
+        warm.result()
+    return _fit_months(data, series, window, settings, names)
+
+
+def _fit_months(data: pl.DataFrame, series: pl.DataFrame, window: Window, settings: Settings,
+                names: dict[str, str]) -> pl.DataFrame:
     if data.height == 0:
         return empty_output()
-    names = list(FEATURES)
-    features = data.select(names).to_numpy()
+    features = data.select(list(FEATURES)).to_numpy()
     periods, usd_now = data["period"].to_numpy(), data["usd"].to_numpy()
-    sample = np.random.default_rng(settings.seed)
     fits = []  # (test rows, training rows) of each month, one fit per month
     for current in data.filter(pl.col("period") >= window.start)["period"].unique().sort():
         # one fit per month: a month never learns from later months
@@ -217,7 +250,7 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         if len(test) == 0 or len(train) < 50:
             continue
         if len(train) > settings.max_train_rows:  # the tails of a large sample are the same tails
-            train = train[np.sort(sample.choice(len(train), settings.max_train_rows, replace=False))]
+            train = train[_month_sample(len(train), settings.max_train_rows, settings.seed, current)]
         fits.append((test, train))
 
     def fit(test_train):  # the rows rare enough to report: (row, tail, top two features)
@@ -234,14 +267,15 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
     rows, tail, top = (np.concatenate(part) for part in zip(*found, strict=True))
     if len(rows) == 0:
         return empty_output()
-    reasons = np.array(names)[top]
+    reasons = np.array(list(FEATURES))[top]
     df = data.select(pl.all().gather(rows)).with_columns(pl.Series("tail", tail), pl.Series("reason_1", reasons[:, 0]),
                                  pl.Series("reason_2", reasons[:, 1]))
-    wh.con.register("scored_rows", df)
-    df = wh.frame(ALERT_KEYS_SQL)
-    wh.con.unregister("scored_rows")
-    countries = country_names(wh)
-    describe = {k: v for k, v in FEATURES.items()}
+    df = df.join(series.with_columns(pl.col("series_no").cast(df["series_no"].dtype)), on="series_no", how="left")
+    return _alerts(df, settings, names)
+
+
+def _alerts(df: pl.DataFrame, settings: Settings, countries: dict[str, str]) -> pl.DataFrame:
+    feature_names = list(FEATURES)
     df = df.with_columns(
         (-pl.col("tail").log10()).alias("strength"),
         (pl.col("usd") - pl.col("usd_expected")).abs().alias("excess_usd"),
@@ -252,17 +286,24 @@ def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
         pl.col("importer").alias("destination"),
         *reporter_partner(),
         pl.col("usd").alias("observed"), pl.col("usd_expected").alias("expected"),
-        pl.struct(names + ["tail", "reason_1", "reason_2"]).struct.json_encode().alias("evidence"),
+        pl.struct(feature_names + ["tail", "reason_1", "reason_2"]).struct.json_encode().alias("evidence"),
         pl.format("{} -> {} {} (HS {}) in {} ({}) is rarer than {} of corridor-months in the last {} months "
                   "({} model), mostly for its {} and its {}.",
                   name_of(pl.col("exporter"), countries), name_of(pl.col("importer"), countries),
                   commodity(), pl.col("hs_code"), month(pl.col("period")), usd(pl.col("usd")),
                   pl.format("1 in {}", (1 / pl.col("tail")).round(0).cast(pl.Int64)), settings.train_months,
                   pl.lit(settings.model.upper()),
-                  pl.col("reason_1").replace_strict(describe), pl.col("reason_2").replace_strict(describe))
+                  pl.col("reason_1").replace_strict(FEATURES), pl.col("reason_2").replace_strict(FEATURES))
         .alias("explanation"),
     )
     return conform(df)
+
+
+def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
+    with ThreadPoolExecutor(1) as pool:
+        warm = _warm_up(pool, settings)  # compiles while the features are built
+        parts = [corridor_features(baselines, window, settings)]
+        return reduce(parts, window, settings, baselines.country_names(), warm)
 
 
 SPEC = DetectorSpec(
@@ -272,4 +313,6 @@ SPEC = DetectorSpec(
     settings_class=Settings,
     detect=detect,
     family="volume",
+    map_partition=corridor_features,
+    reduce=reduce,
 )

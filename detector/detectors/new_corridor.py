@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
+from detector.baselines import Baselines
 from detector.detectors._common import (
     commodity,
-    country_names,
     evidence_json,
     month,
     name_of,
-    query,
     reporter_partner,
     usd,
 )
@@ -81,12 +80,12 @@ class Settings:
     min_above_max: float = field(default=1.5, metadata={"doc": "times above the route's earlier monthly maximum"})
 
 
-def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    df = query(wh, window, SQL, {k: getattr(settings, k) for k in (
+def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
+    df = baselines.sql(SQL, {k: getattr(settings, k) for k in (
         "quiet_months", "follow_months", "min_usd", "min_above_max")})
     if df.height == 0:
         return empty_output()
-    names = country_names(wh)
+    names = baselines.country_names()
     df = df.with_columns((pl.col("usd") / pl.col("dest_usd")).alias("share_of_destination"))
     # Strength grows with the route's share of the destination's imports of the code.
     strength = 3 + 10 * pl.col("share_of_destination").fill_null(0).clip(0, 1)

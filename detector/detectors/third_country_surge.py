@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
-from detector.baselines import LATEST_CONTROL_SQL
+from detector.baselines import LATEST_CONTROL_SQL, Baselines
 from detector.detectors._common import (
-    country_names,
     evidence_json,
     month,
     name_of,
-    query,
     reporter_partner,
     times,
     usd,
@@ -74,16 +72,15 @@ class Settings:
     min_ratio: float = field(default=2.0, metadata={"doc": "month / highest usual level (weight, else value)"})
     min_excess_usd: float = field(default=50_000.0, metadata={"doc": "USD above the usual level"})
     min_history: int = field(default=6, metadata={"doc": "reported months in the trailing year"})
-    all_codes: bool = field(default=False, metadata={"doc": "scan every HS code, not only the watchlist"})
 
 
-def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    df = query(wh, window, SQL, {"min_z": settings.min_z, "min_ratio": settings.min_ratio,
+def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
+    df = baselines.sql(SQL, {"min_z": settings.min_z, "min_ratio": settings.min_ratio,
                                   "min_excess_usd": settings.min_excess_usd,
-                                  "min_history": settings.min_history}, all_codes=settings.all_codes)
+                                  "min_history": settings.min_history})
     if df.height == 0:
         return empty_output()
-    names = country_names(wh)
+    names = baselines.country_names()
     direct_loss = (1 - pl.col("direct_now") / pl.col("direct_usual")).clip(0, 1).fill_null(0.0).fill_nan(0.0)
     feeder_growth = (pl.col("feeder_now") / pl.col("feeder_usual")).fill_nan(None)
     feeder_up = ((feeder_growth.log(2)) / 2).clip(0, 1).fill_null(0.0)

@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
-from detector.baselines import LATEST_CONTROL_SQL
+from detector.baselines import LATEST_CONTROL_SQL, Baselines
 from detector.detectors._common import (
-    country_names,
     evidence_json,
     month,
     name_of,
     pct,
-    query,
     reporter_partner,
     times,
     usd,
@@ -110,16 +108,16 @@ def growth(amount: str, usual: str, usd_amount: str, usd_usual: str, floor_usd: 
             .otherwise(pl.col(usd_amount) / pl.col(usd_usual).clip(lower_bound=floor_usd)))
 
 
-def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
+def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
     params = {"max_lag": settings.max_lag, "min_excess_usd": settings.min_excess_usd,
               "min_history": settings.min_history}
     df = pl.concat([
-        query(wh, window, TRIANGLE_SQL.format(series=series, hs_code=hs_code, level=level), params)
+        baselines.sql(TRIANGLE_SQL.format(series=series, hs_code=hs_code, level=level), params)
         for level, (series, hs_code) in LEVELS.items()
     ], how="diagonal_relaxed")
     if df.height == 0:
         return empty_output()
-    names = country_names(wh)
+    names = baselines.country_names()
     # Growth in tonnes where both periods have them (a price rise is not a surge), else in USD.
     df = df.with_columns(
         growth("hub_kg", "hub_kg_usual", "hub_now", "hub_usual").alias("hub_growth"),

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
+from detector.baselines import Baselines
 from detector.detectors._common import (
     commodity,
-    country_names,
     evidence_json,
     month,
     name_of,
     pct,
-    query,
     reporter_partner,
     usd,
 )
@@ -64,13 +63,13 @@ class Settings:
     min_history: int = field(default=6, metadata={"doc": "earlier priced months of the corridor"})
 
 
-def detect(wh, window: Window, settings: Settings) -> pl.DataFrame:
-    df = query(wh, window, SQL, {k: getattr(settings, k) for k in (
+def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
+    df = baselines.sql(SQL, {k: getattr(settings, k) for k in (
         "min_world_ratio", "min_row_usd", "min_corridors", "min_history")})
     df = df.filter(pl.col("z_hist").abs() >= settings.min_z)
     if df.height == 0:
         return empty_output()
-    names = country_names(wh)
+    names = baselines.country_names()
     under = pl.col("rel") < 0
     df = df.with_columns(
         (pl.col("world_uv") * pl.col("kg")).alias("value_at_world_price"),
