@@ -172,7 +172,8 @@ class Baselines:
             if self.commodity_stats is not None:
                 con.register("commodity_stats", self.commodity_stats)
             if self.declarations:
-                con.execute("CREATE VIEW declarations AS SELECT * FROM read_parquet(?)", [self.declarations])
+                quoted = self.declarations.replace("'", "''")
+                con.execute(f"CREATE VIEW declarations AS SELECT * FROM read_parquet('{quoted}')")
             self._con = con
         return self._con
 
@@ -298,6 +299,7 @@ def _declarations_file(con: duckdb.DuckDBPyConnection, window: Window, folder: P
     if not con.execute("SELECT EXISTS (SELECT 1 FROM declarations WHERE period <= ?)", [window.end]).fetchall()[0][0]:
         return None
     path = str(Path(folder) / "declarations.parquet")
-    con.execute(f"COPY (SELECT * FROM declarations WHERE period <= $end) TO '{path.replace(chr(39), chr(39) * 2)}' "
-                "(FORMAT parquet)", {"end": window.end})
+    quoted = path.replace("'", "''")
+    con.execute(f"COPY (SELECT * FROM declarations WHERE period <= DATE '{window.end.isoformat()}') "
+                f"TO '{quoted}' (FORMAT parquet)")
     return path

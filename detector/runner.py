@@ -61,6 +61,20 @@ def default_window(wh: Warehouse) -> Window:
 ENGINES = ("duckdb", "spark")
 
 
+def open_baselines(wh: Warehouse, window: Window, partitioned: bool = True, all_codes: bool = False):
+    """The baselines a detector reads, for a look at one detector (tests, notebooks): the
+    corridor grid for corridor detectors, the declaration lines alone for the others."""
+    scope = plan_warehouse(wh.con, window, all_codes)
+    return baselines.prepare(wh, window, scope=scope) if partitioned else baselines.for_declarations(wh, scope)
+
+
+def detect_one(wh: Warehouse, name: str, window: Window, settings=None, all_codes: bool = False) -> pl.DataFrame:
+    """One detector's own output over a warehouse (not stored, not scored into leads)."""
+    spec = registry.get(name)
+    with open_baselines(wh, window, spec.partitioned, all_codes) as values:
+        return conform(spec.detect(values, window, settings or spec.default_settings()))
+
+
 def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] | None = None,
                   settings: Settings | None = None, before_commit=None, all_codes: bool = False,
                   workers: int = 0, engine: str = "duckdb", spark_master: str | None = None,

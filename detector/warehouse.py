@@ -127,9 +127,11 @@ class Warehouse:
             raise DetectorError(f"{path}: no warehouse here yet; load data first (detector ingest ...)")
         if not read_only:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Sorts and joins larger than memory_limit spill to a folder next to the warehouse file.
+        # Sorts and joins larger than memory_limit spill to a folder next to the warehouse file (for
+        # a warehouse in memory, to a temporary folder: never into the working directory).
+        spill = tempfile.mkdtemp(prefix="detector-spill-") if path == ":memory:" else f"{path}.tmp"
         config = {"memory_limit": memory_limit or os.environ.get("DETECTOR_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT),
-                  "temp_directory": f"{path}.tmp"}
+                  "temp_directory": spill}
         try:
             con = duckdb.connect(path, read_only=read_only, config=config)
         except duckdb.IOException as exc:
@@ -142,6 +144,7 @@ class Warehouse:
             raise DetectorError(f"{path}: not a readable warehouse ({str(exc).splitlines()[0]})") from None
         wh = cls(con, path, read_only)
         wh.memory_limit = config["memory_limit"]
+        wh._spill = spill if path == ":memory:" else None
         try:
             wh._ensure_schema()
         except Exception:
@@ -236,6 +239,8 @@ class Warehouse:
 
     def close(self) -> None:
         self.con.close()
+        if getattr(self, "_spill", None):
+            shutil.rmtree(self._spill, ignore_errors=True)
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None

@@ -19,6 +19,7 @@ from detector.detectors.base import DETECTOR_OUTPUT_SCHEMA
 from detector.errors import ConfigError
 from detector.ingest.declarations import load_declarations, read_mapping
 from detector.months import Window
+from detector.runner import detect_one, open_baselines
 from detector.warehouse import Warehouse
 
 KCS_SAMPLE = Path(__file__).resolve().parent / "fixtures" / "kcs_sample_2020h1.csv"
@@ -133,13 +134,19 @@ def kcs_wh(tmp_path_factory):
 FAST = declaration_risk.Settings(trees=80, explore_share=0.0)
 
 
+def line_scores(wh, window, settings):
+    """Per-line scores from baselines built afresh from the warehouse as it is now."""
+    with open_baselines(wh, window, partitioned=False) as values:
+        return declaration_risk.score_declarations(values, window, settings)
+
+
 def test_scores_do_not_use_labels_of_the_scored_month_or_later(kcs_wh):
     window = Window(date(2020, 5, 1), date(2020, 5, 1))
-    before = declaration_risk.score_declarations(kcs_wh, window, FAST)
+    before = line_scores(kcs_wh, window, FAST)
     kcs_wh.con.execute("CREATE TABLE saved AS SELECT declaration_id, label FROM declarations")
     try:
         kcs_wh.con.execute("UPDATE declarations SET label = 1 - label WHERE period >= DATE '2020-05-01'")
-        after = declaration_risk.score_declarations(kcs_wh, window, FAST)
+        after = line_scores(kcs_wh, window, FAST)
     finally:
         kcs_wh.con.execute("UPDATE declarations d SET label = s.label FROM saved s "
                            "WHERE s.declaration_id = d.declaration_id")
@@ -149,7 +156,7 @@ def test_scores_do_not_use_labels_of_the_scored_month_or_later(kcs_wh):
     # and past labels do matter: poisoning April changes May's scores
     kcs_wh.con.execute("UPDATE declarations SET label = 1 - label WHERE period = DATE '2020-04-01'")
     try:
-        changed = declaration_risk.score_declarations(kcs_wh, window, FAST)
+        changed = line_scores(kcs_wh, window, FAST)
     finally:
         kcs_wh.con.execute("UPDATE declarations SET label = 1 - label WHERE period = DATE '2020-04-01'")
     assert not before["score"].equals(changed["score"])
@@ -158,8 +165,8 @@ def test_scores_do_not_use_labels_of_the_scored_month_or_later(kcs_wh):
 def test_same_input_same_scores_and_reasons(kcs_wh):
     window = Window(date(2020, 6, 1), date(2020, 6, 1))
     settings = declaration_risk.Settings(trees=80)
-    a = declaration_risk.score_declarations(kcs_wh, window, settings)
-    b = declaration_risk.score_declarations(kcs_wh, window, settings)
+    a = line_scores(kcs_wh, window, settings)
+    b = line_scores(kcs_wh, window, settings)
     assert a.equals(b)
     assert a["rank"].sort().to_list() == list(range(1, a.height + 1))
     assert a["score"].min() >= 0 and a["score"].max() <= 1
@@ -169,13 +176,13 @@ def test_same_input_same_scores_and_reasons(kcs_wh):
 
 def test_supervised_beats_base_rate_and_alerts_conform(kcs_wh):
     window = Window(date(2020, 5, 1), date(2020, 6, 1))
-    scores = declaration_risk.score_declarations(kcs_wh, window, FAST)
+    scores = line_scores(kcs_wh, window, FAST)
     truth = pl.from_arrow(kcs_wh.con.sql("SELECT declaration_id, label FROM declarations").to_arrow_table())
     joined = scores.join(truth, on="declaration_id")
     base = joined["label"].mean()
     p10, _ = at_budget(joined["score"].to_numpy(), joined["label"].to_numpy(), 10)
     assert p10 > base + 0.1, (p10, base)
-    alerts = declaration_risk.detect(kcs_wh, window, FAST)
+    alerts = detect_one(kcs_wh, "declaration_risk", window, FAST)
     assert alerts.height > 0 and alerts.schema == pl.Schema(DETECTOR_OUTPUT_SCHEMA)
     assert set(alerts["destination"].to_list()) == {"KOR"} and alerts["score"].is_between(0, 1).all()
     assert alerts["explanation"].str.contains("lines in 2020-0").all()

@@ -11,6 +11,7 @@ from detector.detectors import registry
 from detector.detectors.base import DETECTOR_OUTPUT_SCHEMA
 from detector.ingest.comtrade import load_comtrade
 from detector.months import Window
+from detector.runner import detect_one
 from detector.sample import generate_world
 from detector.warehouse import Warehouse
 
@@ -39,8 +40,8 @@ def wh(world_db, tmp_path):
 
 
 def detect(wh, name, window=WINDOW):
-    spec = registry.get(name)
-    return spec.detect(wh, window, spec.default_settings())
+    """A detector's output from baselines built afresh from the warehouse (nothing cached)."""
+    return detect_one(wh, name, window)
 
 
 def test_the_registry_lists_the_documented_detectors():

@@ -8,6 +8,7 @@ import pytest
 
 from detector.detectors import registry
 from detector.months import Window
+from detector.runner import detect_one
 from tests.handmade_world import (
     MONTHS,
     Corridor,
@@ -26,8 +27,7 @@ BAN = month_index("2024-12")
 
 def run(wh, name, **overrides):
     spec = registry.get(name)
-    settings = spec.settings_class(**overrides)
-    return spec.detect(wh, WINDOW, settings)
+    return detect_one(wh, name, WINDOW, spec.settings_class(**overrides))
 
 
 def routes(df):
@@ -220,10 +220,11 @@ def test_mirror_gap_checks_origin_against_consignment(consignment_world):
 
 def test_multivariate_sample_does_not_depend_on_the_order_rows_arrive_in(triangle_world, monkeypatch):
     """A month larger than max_train_rows learns from a seeded sample: the same data in another
-    order (as a parallel query may return it) gives the same alerts."""
-    from detector import baselines
+    order (as a parallel query may return it) gives the same alerts. Each run builds its
+    baselines afresh from the shuffled cells."""
+    from detector import grid
 
-    original = baselines._fetch
+    original = grid.fetch_columns
     outputs = []
     for shuffle_seed in (1, 2):
         def shuffled(*a, s=shuffle_seed, **k):
@@ -231,7 +232,7 @@ def test_multivariate_sample_does_not_depend_on_the_order_rows_arrive_in(triangl
             order = np.random.default_rng(s).permutation(len(next(iter(columns.values()))))
             return {name: values[order] for name, values in columns.items()}
 
-        monkeypatch.setattr(baselines, "_fetch", shuffled)
+        monkeypatch.setattr(grid, "fetch_columns", shuffled)
         df = run(triangle_world, "multivariate", max_train_rows=60, max_tail=0.2, min_usd=0.0)
         outputs.append(df.sort("period", "hs_code", "reporter", "partner"))
     assert outputs[0].height > 0

@@ -9,12 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detector import baselines
+from detector import grid
 from detector.detectors import mirror_gap, multivariate
-from detector.detectors._common import query
 from detector.ingest.comtrade import load_comtrade
 from detector.months import months_back
-from detector.runner import default_window
+from detector.runner import default_window, open_baselines
 from detector.sample import generate_world
 from detector.warehouse import Warehouse
 
@@ -104,30 +103,32 @@ def world(tmp_path_factory):
     with Warehouse.open(path / "w.duckdb") as wh:
         load_comtrade(wh, [path / "comtrade_monthly.csv"])
         window = default_window(wh)
-        baselines.prepare(wh, window, all_codes=True, fresh=True)
         settings = multivariate.Settings()
-        expected = query(wh, window, FEATURES_SQL, {
-            "min_history": settings.min_history,
-            "train_start": months_back(window.start, settings.train_months - 1)})
-        keys = wh.frame("SELECT series_no, hs_code, exporter, importer FROM corridor_keys")
-        yield wh, window, settings, expected, keys
+        with open_baselines(wh, window, all_codes=True) as values:
+            expected = values.sql(FEATURES_SQL, {
+                "min_history": settings.min_history,
+                "train_start": months_back(window.start, settings.train_months - 1)})
+        yield wh, window, settings, expected
 
 
 @pytest.fixture
 def shuffled_grid(monkeypatch):
-    """The grid's rows in another order, as a parallel scan may return them."""
-    original = baselines._fetch
+    """The grid's rows in another order, as a parallel scan may return them (the tests build
+    their baselines afresh, so the grid is built from the shuffled rows)."""
+    original = grid.fetch_columns
 
     def shuffled(*args, **kwargs):
         columns = original(*args, **kwargs)
         order = np.random.default_rng(3).permutation(len(next(iter(columns.values()))))
         return {name: values[order] for name, values in columns.items()}
 
-    monkeypatch.setattr(baselines, "_fetch", shuffled)
+    monkeypatch.setattr(grid, "fetch_columns", shuffled)
 
 
-def _features(wh, window, settings, keys, block_cells=baselines.BLOCK_CELLS):
-    return multivariate.corridor_features(wh, window, settings, block_cells).join(keys, on="series_no", how="left")
+def _features(wh, window, settings, block_cells=grid.BLOCK_CELLS):
+    with open_baselines(wh, window, all_codes=True) as values:
+        rows, series = multivariate.corridor_features(values, window, settings, block_cells)
+    return rows.join(series.select("series_no", "hs_code", "exporter", "importer"), on="series_no", how="left")
 
 
 def _assert_equal(expected: pl.DataFrame, got: pl.DataFrame):
@@ -142,27 +143,28 @@ def _assert_equal(expected: pl.DataFrame, got: pl.DataFrame):
 
 
 def test_features_equal_their_sql_definition(world):
-    wh, window, settings, expected, keys = world
-    got = _features(wh, window, settings, keys)
+    wh, window, settings, expected = world
+    got = _features(wh, window, settings)
     _assert_equal(expected, got)
     assert got.select(pl.col("period").diff().dt.total_days().min()).item() >= 0  # in month order
 
 
 def test_features_do_not_depend_on_blocks_or_row_order(world, shuffled_grid):
-    wh, window, settings, expected, keys = world
-    small = _features(wh, window, settings, keys, block_cells=20_000)
+    wh, window, settings, expected = world
+    small = _features(wh, window, settings, block_cells=20_000)
     _assert_equal(expected, small)
-    assert small.equals(_features(wh, window, settings, keys))
+    assert small.equals(_features(wh, window, settings))
 
 
-@pytest.mark.parametrize("block_cells", [baselines.BLOCK_CELLS, 20_000])
+@pytest.mark.parametrize("block_cells", [grid.BLOCK_CELLS, 20_000])
 def test_mirror_gaps_equal_their_sql_definition(world, shuffled_grid, block_cells):
     wh, window, *_ = world
     settings = mirror_gap.Settings(min_z=2.0, min_ratio=1.3, min_gap_usd=20_000)  # more rows to compare
     params = {k: getattr(settings, k) for k in ("cif_factor", "min_ratio", "min_gap_usd", "floor_usd", "min_history",
                                                  "min_z")}
-    expected = query(wh, window, MIRROR_GAP_SQL, params)
-    got = mirror_gap.mirror_gaps(wh, window, settings, block_cells)
+    with open_baselines(wh, window, all_codes=True) as values:
+        expected = values.sql(MIRROR_GAP_SQL, params)
+        got = mirror_gap.mirror_gaps(values, window, settings, block_cells)
     assert got.height == expected.height > 100
     both = expected.join(got, on=["hs_code", "exporter", "importer", "period"], how="full", suffix="_grid")
     assert both["m3"].null_count() == 0 and both["m3_grid"].null_count() == 0  # the same rows

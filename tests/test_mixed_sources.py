@@ -11,6 +11,7 @@ from detector.ingest.baci import load_baci
 from detector.ingest.census import load_census
 from detector.ingest.comext import load_comext
 from detector.months import Window
+from detector.runner import detect_one, open_baselines
 from tests.handmade_world import MONTHS, background, load_world, month_index, month_label, thai_triangle
 
 CENSUS_HEADER = ["CTY_CODE", "CTY_NAME", "I_COMMODITY", "GEN_VAL_MO", "GEN_CIF_MO", "GEN_QY1_MO", "UNIT_QY1",
@@ -45,16 +46,15 @@ def test_detectors_on_comtrade_census_comext_and_baci(tmp_path):
     assert wh.con.execute("SELECT count(DISTINCT source) FROM flows").fetchone()[0] == 4
 
     window = Window(date(2024, 1, 1), date(2025, 6, 1))
-    spec = registry.get("transshipment")
-    alerts = spec.detect(wh, window, spec.default_settings())
+    alerts = detect_one(wh, "transshipment", window)
     assert ("THA", "USA") in {(r["via"], r["destination"]) for r in alerts.iter_rows(named=True)}
     # The US side of THA -> USA is Census alone (HS10 summed to HS6), not Census plus Comtrade.
     t = month_index("2025-03")
-    usa = wh.con.execute(
-        "SELECT m_usd FROM corridor_months WHERE hs_code = '282580' AND exporter = 'THA' AND importer = 'USA' "
-        "AND period = DATE '2025-03-01'").fetchone()[0]
+    with open_baselines(wh, window) as values:
+        usa = values.sql(
+            "SELECT m_usd FROM corridor_months WHERE hs_code = '282580' AND exporter = 'THA' AND importer = 'USA' "
+            "AND period = DATE '2025-03-01'")["m_usd"][0]
     assert np.isclose(usa, hub[t] * 1.05, rtol=1e-3)
     for name in registry.all_detectors():
-        s = registry.get(name)
-        assert s.detect(wh, window, s.default_settings()).height >= 0  # every detector runs on the mix
+        assert detect_one(wh, name, window).height >= 0  # every detector runs on the mix
     wh.close()

@@ -74,7 +74,9 @@ def test_hostile_mapping_names_are_identifiers_and_literals(wh, tmp_path):
     ("[detectors.third_country_surge]\nmin_zz = 4.0\n", "min_zz"),
     ("[detectors.third_country_surge]\nmin_z = \"4\"\n", "detectors.third_country_surge.min_z"),
     ("[detectors.third_country_surge]\nmin_history = 6.5\n", "detectors.third_country_surge.min_history"),
-    ("[detectors.third_country_surge]\nall_codes = 1\n", "detectors.third_country_surge.all_codes"),
+    ("[detectors.code_shift]\nextra_pairs = \"811292:811299\"\n", "detectors.code_shift.extra_pairs"),
+    # the scope (watchlist or every code) is the run's, never a detector's setting
+    ("[detectors.third_country_surge]\nall_codes = true\n", "all_codes"),
     ("[detectors.no_such_detector]\nmin_z = 4.0\n", "no_such_detector"),
     ("[detector]\nmin_z = 4.0\n", "detector"),
 ])

@@ -5,6 +5,7 @@ histories."""
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -117,20 +118,23 @@ def test_numpy_statistics_equal_the_sql_windows(seed, months):
 
 def test_baselines_built_block_by_block_equal_one_block(tmp_path, monkeypatch):
     """A world larger than a block is built a block of corridors at a time: same table."""
-    from detector import baselines
+    from detector import grid
     from detector.months import Window
+    from detector.runner import open_baselines
     from tests.handmade_world import background, load_world, thai_triangle
 
     wh = load_world(tmp_path, thai_triangle() + background("282580") + background("811292", seed=3))
     window = Window(date(2024, 1, 1), date(2024, 12, 1))
-    baselines.prepare(wh, window, all_codes=True, fresh=True)
     order = "ORDER BY hs_code, exporter, importer, period"
-    whole = wh.frame(f"SELECT * FROM corridor_stats {order}")
-    monkeypatch.setattr(baselines, "BLOCK_CELLS", 100)  # two corridors of 36 months per block
-    baselines.prepare(wh, window, all_codes=True, fresh=True)
-    blocks = wh.frame(f"SELECT * FROM corridor_stats {order}")
+    with open_baselines(wh, window, all_codes=True) as values:
+        whole = values.sql(f"SELECT * FROM corridor_stats {order}")
+        assert len(values.grid_files) == 1
+    monkeypatch.setattr(grid, "BLOCK_CELLS", 100)  # two corridors of 36 months per block
+    with open_baselines(wh, window, all_codes=True) as values:
+        blocks = values.sql(f"SELECT * FROM corridor_stats {order}")
+        assert len(values.grid_files) > 1
     assert whole.height > 0 and whole.equals(blocks)
-    assert wh.frame("SELECT count(DISTINCT (hs_code, exporter, importer)) AS n FROM corridor_stats")["n"][0] >= 10
+    assert whole.select("hs_code", "exporter", "importer").n_unique() >= 10
 
 
 def test_baselines_live_in_a_scratch_folder_removed_on_close(tmp_path):
@@ -145,10 +149,12 @@ def test_baselines_live_in_a_scratch_folder_removed_on_close(tmp_path):
     (folder / "work-999999999-abc" / "corridor_stats-000000.parquet").write_bytes(b"left over")
     (folder / "work-999999998-def.duckdb").write_bytes(b"left over")
     wh = load_world(tmp_path, background("282580"))
-    baselines.prepare(wh, Window(date(2024, 1, 1), date(2024, 12, 1)), fresh=True)
-    assert wh.frame("SELECT count(*) AS n FROM corridor_stats")["n"][0] > 0
+    values = baselines.prepare(wh, Window(date(2024, 1, 1), date(2024, 12, 1)))
+    assert values.sql("SELECT count(*) AS n FROM corridor_stats")["n"][0] > 0
     (mine,) = folder.glob("work-*")
-    assert list(mine.glob("corridor_stats-*.parquet"))
+    assert list(mine.glob("baselines-*/corridor_stats-*.parquet"))
+    values.close()
+    assert not list(mine.glob("baselines-*"))  # the run's baselines go when it ends
     wh.close()
     assert not list(folder.glob("work-*"))
 
@@ -158,9 +164,11 @@ def test_a_warehouse_in_memory_keeps_its_grid_in_a_temporary_folder():
     from detector.months import Window
     from detector.warehouse import Warehouse
 
+    before = set(Path.cwd().iterdir())
     with Warehouse.open(":memory:") as wh:
-        baselines.prepare(wh, Window(date(2024, 1, 1), date(2024, 12, 1)), fresh=True)
-        scratch = wh.scratch()
-        assert wh.frame("SELECT count(*) AS n FROM corridor_stats")["n"][0] == 0
-        assert scratch.is_dir()
+        with baselines.prepare(wh, Window(date(2024, 1, 1), date(2024, 12, 1))) as values:
+            scratch = wh.scratch()
+            assert values.sql("SELECT count(*) AS n FROM corridor_stats")["n"][0] == 0
+            assert values.folder.parent == scratch and scratch.is_dir()
     assert not scratch.exists()
+    assert set(Path.cwd().iterdir()) == before  # nothing written into the working directory
