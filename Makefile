@@ -5,18 +5,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= out
 
-.PHONY: demo test lint bench monthly clean browser
+.PHONY: demo test lint bench monthly clean browser java
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/detector --db $(OUT)/demo.duckdb demo --out $(OUT)
 
-test: $(STAMP) browser
+test: $(STAMP) browser java
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(STAMP)
@@ -34,6 +34,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped")
+
+# The Spark engine's test runs Spark in local mode, which needs a Java runtime: Debian's headless JRE.
+java:
+	@command -v java >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null) \
+	  || echo "java not installed: the Spark engine test will be skipped")
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -133,7 +133,8 @@ def _detect(wh: Warehouse, scope: Scope, chosen: list, settings: Settings, worke
     elif engine == "spark":
         from detector.engine.spark import detect_on_spark
 
-        parts = detect_on_spark(scope, corridor, settings, spark_master, flows_path, extra_pairs)
+        path = flows_path or local.write_flows(wh, scope, wh.scratch() / "flows")
+        parts = detect_on_spark(scope, corridor, settings, spark_master, path, extra_pairs)
     elif workers > 0:
         parts = local.detect_with_workers(wh, scope, corridor, settings, workers, extra_pairs)
     else:

@@ -7,6 +7,7 @@ import multiprocessing
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import polars as pl
 
@@ -32,6 +33,22 @@ CODE_ROWS_SQL = """
 SELECT left(hs_code, 6) AS hs6, count(*) AS rows FROM flows
 WHERE freq = 'M' AND period BETWEEN $lo AND $hi GROUP BY ALL
 """
+
+
+# The grid's monthly flows as Hive-partitioned Parquet, for an engine that reads files.
+FLOWS_PARQUET_SQL = """
+COPY (SELECT {columns} FROM flows WHERE freq = 'M' AND period BETWEEN $lo AND $hi)
+TO '{folder}' (FORMAT parquet, PARTITION_BY (period), OVERWRITE_OR_IGNORE)
+"""
+
+
+def write_flows(wh, scope: Scope, folder: Path) -> str:
+    """The flows a run reads, written as Parquet in `folder` (month partitions), for Spark."""
+    shutil.rmtree(folder, ignore_errors=True)
+    columns = ", ".join(FLOW_COLUMNS)
+    wh.con.execute(FLOWS_PARQUET_SQL.format(columns=columns, folder=str(folder).replace("'", "''")),
+                   {"lo": scope.lo, "hi": scope.window.end})
+    return str(folder)
 
 
 def detect_in_process(wh, scope: Scope, names: list[str], settings: Settings) -> PartitionResult:
