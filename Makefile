@@ -25,6 +25,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(if $(ROWS),--rows $(ROWS))
 	$(BIN)/python bench/profile.py $(if $(ROWS),--rows $(ROWS))
+	$(BIN)/python bench/engines.py
 
 monthly: $(STAMP)
 	$(BIN)/python -m pipelines.monthly --inbox $(INBOX) $(if $(MONTH),--month $(MONTH))

@@ -142,6 +142,7 @@ class Warehouse:
             raise DetectorError(f"{path}: cannot open the warehouse ({str(exc).splitlines()[0]})") from None
         except duckdb.Error as exc:
             raise DetectorError(f"{path}: not a readable warehouse ({str(exc).splitlines()[0]})") from None
+        con.execute("SET enable_progress_bar = false")  # a long COPY would draw one on the terminal
         wh = cls(con, path, read_only)
         wh.memory_limit = config["memory_limit"]
         wh._spill = spill if path == ":memory:" else None

@@ -30,25 +30,38 @@ RESULT_SCHEMA = "bucket long, payload binary"
 
 
 def spark_session(master: str | None = None):
-    """A Spark session: `master` if given, else the one spark-submit configured, else local[*].
-    The workers run this interpreter unless PYSPARK_PYTHON says otherwise."""
+    """A Spark session: `master` if given (sc://host:15002 for Spark Connect), else the one
+    spark-submit launched this driver with, else local[*]. Local workers run this interpreter
+    unless PYSPARK_PYTHON says otherwise."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
         raise DetectorError("the Spark engine needs PySpark: pip install 'detector[spark]'") from None
+    builder = SparkSession.builder.appName("detector")
+    if master and master.startswith("sc://"):
+        return builder.remote(master).getOrCreate()
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise DetectorError("the Spark engine needs Java (a JRE 17 or 21, e.g. Debian's openjdk-17-jre-headless)")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName("detector")
     if master:
         builder = builder.master(master)
-    elif "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", "") and not os.environ.get("SPARK_MASTER"):
-        builder = builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
-    return (builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .getOrCreate())
+    elif not os.environ.get("PYSPARK_GATEWAY_PORT"):  # not started by spark-submit
+        builder = builder.master("local[*]")
+    spark = (builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
+             .config("spark.sql.session.timeZone", "UTC")
+             .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def _parallelism(spark) -> int:
+    """Cores the cluster offers (Spark Connect hides the context: its configured default, else 16)."""
+    try:
+        return spark.sparkContext.defaultParallelism
+    except NotImplementedError:
+        return int(spark.conf.get("spark.default.parallelism", "16"))
 
 
 def detect_on_spark(scope: Scope, names: list[str], settings: Settings, master: str | None, flows_path: str,
@@ -57,7 +70,6 @@ def detect_on_spark(scope: Scope, names: list[str], settings: Settings, master: 
     from pyspark.sql import functions as F
 
     spark = spark_session(master)
-    spark.sparkContext.setLogLevel("ERROR")
     flows = (spark.read.option("basePath", flows_path).parquet(flows_path)
              .where((F.col("freq") == "M") & F.col("period").between(scope.lo, scope.window.end))
              .select(*FLOW_COLUMNS))
@@ -67,7 +79,7 @@ def detect_on_spark(scope: Scope, names: list[str], settings: Settings, master: 
     codes = partition_codes(scope, rows["hs6"], extra_pairs)
     sizes = codes.join(rows.rename({"count": "rows"}), on="hs6", how="left").group_by("partition").agg(
         pl.col("rows").sum().fill_null(0))
-    buckets = assign_buckets(sizes, spark.sparkContext.defaultParallelism * TASKS_PER_CORE)
+    buckets = assign_buckets(sizes, _parallelism(spark) * TASKS_PER_CORE)
     code_buckets = codes.join(buckets, on="partition").select("hs6", "bucket")
     bucket_of = spark.createDataFrame(code_buckets.to_pandas())
     tagged = flows.join(F.broadcast(bucket_of), F.substring(flows["hs_code"], 1, 6) == bucket_of["hs6"]).drop("hs6")
