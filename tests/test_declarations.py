@@ -209,3 +209,23 @@ def test_run_stores_line_scores_and_export_writes_them(kcs_wh, tmp_path):
     parquet = pl.scan_parquet(tmp_path / "out" / "declaration_scores", hive_partitioning=True).collect()
     assert parquet.height == sum(n for _, n in lines)
     assert parquet.schema["period"] == pl.Date and parquet["reasons"].str.len_chars().min() > 0
+
+
+def test_file_without_label_columns_loads_as_not_inspected(wh, tmp_path):
+    """New declarations arrive before inspection: no Fraud / Critical Fraud columns. They load with
+    label NULL (not inspected), never 0; a labelled line re-sent without labels keeps its result."""
+    labelled = _write(tmp_path / "old.csv", [_row(1, fraud="1"), _row(2)])
+    load_declarations(wh, [labelled])
+    unlabelled = tmp_path / "new.csv"
+    with open(unlabelled, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(HEADER[:-2])
+        w.writerows(r[:-2] for r in [_row(1, price="600000"), _row(3, date_="2020-02-03"),
+                                     _row(4, date_="2020-02-04")])
+    summary = load_declarations(wh, [unlabelled])
+    assert (summary["rows_loaded"], summary["rows_replaced"], summary["rows_rejected"]) == (2, 1, 0)
+    rows = wh.con.execute("SELECT declaration_id, label, extra->>'critical_fraud', round(value_usd, 1) "
+                          "FROM declarations ORDER BY declaration_id").fetchall()
+    assert rows[0] == ("1", 1, "0", round(600000 * 0.000847, 1))   # re-sent: the new value, the kept result
+    assert rows[1][:3] == ("2", 0, "0")
+    assert [r[1:3] for r in rows[2:]] == [(None, None), (None, None)]  # not inspected: NULL, not 0
