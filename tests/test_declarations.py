@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from detector.months import Window
 from detector.warehouse import Warehouse
 
 KCS_SAMPLE = Path(__file__).resolve().parent / "fixtures" / "kcs_sample_2020h1.csv"
+CHECK_ALERTS = Path("/work/shared/tools/check_alerts.py")
 HEADER = ["Declaration ID", "Date", "Office ID", "Process Type", "Import Type", "Import Use", "Payment Type",
           "Mode of Transport", "Declarant ID", "Importer ID", "Seller ID", "Courier ID", "HS6 Code",
           "Country of Departure", "Country of Origin", "Tax Rate", "Tax Type", "Country of Origin Indicator",
@@ -229,3 +232,77 @@ def test_file_without_label_columns_loads_as_not_inspected(wh, tmp_path):
     assert rows[0] == ("1", 1, "0", round(600000 * 0.000847, 1))   # re-sent: the new value, the kept result
     assert rows[1][:3] == ("2", 0, "0")
     assert [r[1:3] for r in rows[2:]] == [(None, None), (None, None)]  # not inspected: NULL, not 0
+
+
+KCS_DATA = Path("/work/shared/data/kcs-customs-declarations")
+
+
+def _labelled_history_and_new_month(tmp_path: Path, sources: list[Path], new_month: str) -> tuple[Path, Path]:
+    """KCS lines cut in two: labelled lines before `new_month`, and that month's lines as a customs
+    service receives them before inspection (the label columns stripped)."""
+    lines = pl.concat([pl.read_csv(p, infer_schema=False) for p in sources])
+    is_new = pl.col("Date").str.starts_with(new_month)
+    history, new = tmp_path / "history.csv", tmp_path / "new.csv"
+    lines.filter(pl.col("Date") < new_month).write_csv(history)
+    lines.filter(is_new).drop("Fraud", "Critical Fraud").write_csv(new)
+    return history, new
+
+
+def test_cli_run_on_labelled_history_and_an_unlabelled_month_writes_unique_alert_ids(tmp_path):
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    # The whole KCS train and valid splits where they are at hand (their roll-ups of March 2021 hold two
+    # importers whose riskiest lines share HS code, origin and route), else the sample of 2020-H1.
+    splits = [KCS_DATA / "df_syn_train_eng.csv", KCS_DATA / "df_syn_valid_eng.csv"]
+    if all(p.exists() for p in splits):
+        sources, month, before = splits, "2021-03", "2021-02"
+    else:
+        sources, month, before = [KCS_SAMPLE], "2020-06", "2020-05"
+    history, new = _labelled_history_and_new_month(tmp_path, sources, month)
+    config = tmp_path / "settings.toml"
+    config.write_text("[detectors.declaration_risk]\ntrees = 80\n")
+    db, out = str(tmp_path / "w.duckdb"), tmp_path / "out"
+    runner = CliRunner()
+    for args in (["ingest", "declarations", str(history), str(new)],
+                 ["--config", str(config), "run", "--detector", "declaration_risk", "--from", before,
+                  "--to", month, "--out", str(out)]):
+        done = runner.invoke(main, ["--db", db, *args])
+        assert done.exit_code == 0, done.output
+    alerts = pl.read_parquet(out / "alerts", hive_partitioning=True)
+    assert alerts.height > 0 and alerts["alert_id"].n_unique() == alerts.height
+    new_period = date.fromisoformat(month + "-01")
+    kinds = alerts.filter(pl.col("period") == new_period)["evidence"].str.json_path_match("$.kind")
+    assert set(kinds.to_list()) == {"importer", "route"}
+    new_lines = pl.read_csv(new, infer_schema=False).height
+    scores = pl.read_parquet(out / "declaration_scores", hive_partitioning=True)
+    assert scores.filter(pl.col("period") == new_period).height == new_lines
+    with Warehouse.open(db, read_only=True) as w:
+        assert w.con.execute("SELECT count(*), count(label) FROM declarations WHERE period = ?",
+                             [new_period]).fetchall() == [(new_lines, 0)]
+        assert w.con.execute("SELECT count(*), count(DISTINCT alert_id) FROM alerts").fetchone() == (
+            alerts.height, alerts.height)
+    if CHECK_ALERTS.exists():
+        done = subprocess.run([sys.executable, str(CHECK_ALERTS), str(out / "alerts")], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_roll_up_alerts_hash_their_kind_and_key_other_alerts_keep_their_ids():
+    from detector.scoring import stable_id, with_ids_and_leads
+
+    corridor = dict(period=date(2021, 3, 1), hs_code="621149", commodity=None, origin="GTM", via="USA",
+                    destination="KOR", reporter="KOR", partner="GTM", score=0.9)
+    alerts = pl.DataFrame([
+        {**corridor, "detector": "declaration_risk", "evidence": json.dumps({"kind": "importer", "key": "A"})},
+        {**corridor, "detector": "declaration_risk", "evidence": json.dumps({"kind": "importer", "key": "B"})},
+        {**corridor, "detector": "declaration_risk", "evidence": json.dumps({"kind": "route", "key": "GTM->USA"})},
+        {**corridor, "detector": "unit_value", "evidence": json.dumps({"z": 4.2})},
+        {**corridor, "detector": "mirror_gap", "evidence": None},
+    ], schema_overrides={"commodity": pl.String, "evidence": pl.String})
+    ids = with_ids_and_leads(alerts)["alert_id"]
+    assert ids.n_unique() == 5
+    assert ids.equals(with_ids_and_leads(alerts)["alert_id"])  # stable
+    corridor_only = alerts.select(stable_id(*[pl.col(c) for c in (
+        "detector", "period", "hs_code", "origin", "via", "destination", "reporter", "partner")]))
+    assert ids[3:].to_list() == corridor_only.to_series()[3:].to_list()  # other detectors: ids unchanged
