@@ -306,3 +306,29 @@ def test_roll_up_alerts_hash_their_kind_and_key_other_alerts_keep_their_ids():
     corridor_only = alerts.select(stable_id(*[pl.col(c) for c in (
         "detector", "period", "hs_code", "origin", "via", "destination", "reporter", "partner")]))
     assert ids[3:].to_list() == corridor_only.to_series()[3:].to_list()  # other detectors: ids unchanged
+
+
+def test_monthly_job_publishes_the_declaration_scores(tmp_path):
+    """A scheduled run over a warehouse holding trade flows and declaration lines publishes
+    OUT/declaration_scores/ beside the alerts (the staged scores were dropped before)."""
+    from detector.ingest.comtrade import load_comtrade
+    from detector.monthly import run_monthly
+    from detector.sample import generate_world
+    from detector.settings import Settings as RunSettings
+
+    generate_world(tmp_path / "world", start="2022-01", end="2025-04")
+    lines = pl.read_csv(KCS_SAMPLE, infer_schema=False).with_columns(  # 2020-01..06 -> 2024-08..2025-01
+        pl.col("Date").str.to_date().dt.offset_by("4y7mo").dt.strftime("%Y-%m-%d"))
+    lines.write_csv(tmp_path / "declarations.csv")
+    db, inbox, out = tmp_path / "w.duckdb", tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    with Warehouse.open(db) as w:
+        load_comtrade(w, [tmp_path / "world" / "comtrade_monthly.csv"])
+        load_declarations(w, [tmp_path / "declarations.csv"])
+    summary = run_monthly(db, inbox, out, month="2025-01", window_months=2, detectors=["declaration_risk"],
+                          settings=RunSettings(detectors={"declaration_risk": FAST}), charts=1)
+    assert summary["alerts"] > 0
+    published = pl.read_parquet(out / "declaration_scores", hive_partitioning=True)
+    assert sorted(published["period"].unique().to_list()) == [date(2024, 12, 1), date(2025, 1, 1)]
+    assert published.height == 3000 and published["run_id"].unique().to_list() == [summary["run_id"]]
+    assert not list(out.glob(".monthly-staging-*"))
