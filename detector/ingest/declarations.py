@@ -30,7 +30,8 @@ COLUMN_FIELDS = (
     "hs_code", "description", "value", "net_weight", "quantity", "port", "mode", "label", "critical",
 )
 # Inspection results: a file of declarations not inspected yet lacks them, so they are optional per file
-# (absent = not inspected, NULL). `critical` (a critical finding) is kept in `extra.critical_fraud`.
+# (absent = not inspected, NULL). `critical` (the source's code for a critical finding) is kept as
+# given in `extra.critical_fraud`.
 LABEL_FIELDS = ("label", "critical")
 # The `extra` keys that carry an inspection result beside `label`.
 RESULT_EXTRAS = ("critical_fraud", "inspected_date")
@@ -198,8 +199,7 @@ def parse_sql(mapping: Mapping) -> str:
     unknown = "[" + ", ".join(_lit(c) for c in mapping.unknown_country_codes) + "]"
     extra_pairs = ", ".join(f"{_lit(k)}, nullif(trim({_q(v)}), '')" for k, v in mapping.extra.items())
     if "critical" in mapping.columns:
-        critical = f"CAST(CAST(TRY_CAST({_col(mapping, 'critical')} AS DOUBLE) > 0 AS INTEGER) AS VARCHAR)"
-        extra_pairs = ", ".join(p for p in (extra_pairs, f"'critical_fraud', {critical}") if p)
+        extra_pairs = ", ".join(p for p in (extra_pairs, f"'critical_fraud', {_col(mapping, 'critical')}") if p)
     pref_value = "CAST(NULL AS VARCHAR)"
     if mapping.preference_field:
         pref_value = f"nullif(trim({_q(mapping.extra[mapping.preference_field])}), '')"
@@ -225,7 +225,6 @@ WITH src AS (
            {_col(mapping, 'port')}            AS port,
            {_col(mapping, 'mode')}            AS mode,
            {_col(mapping, 'label')}           AS label_txt,
-           {_col(mapping, 'critical')}        AS critical_txt,
            {pref_value}                       AS pref_code
     FROM staged_raw s
 ),
@@ -274,8 +273,6 @@ SELECT t.row_no,
          WHEN t.quantity_txt IS NOT NULL AND t.quantity IS NULL
               THEN 'non-numeric quantity ''' || t.quantity_txt || ''''
          WHEN t.label_txt IS NOT NULL AND t.label_num IS NULL THEN 'non-numeric label ''' || t.label_txt || ''''
-         WHEN t.critical_txt IS NOT NULL AND TRY_CAST(t.critical_txt AS DOUBLE) IS NULL
-              THEN 'non-numeric critical flag ''' || t.critical_txt || ''''
          WHEN t.origin_code IS NOT NULL AND o.iso3 IS NULL
               THEN 'unknown origin country code ''' || t.origin_code || ''' ({mapping.country_codes})'
          WHEN t.consignment_code IS NOT NULL AND c.iso3 IS NULL
