@@ -153,8 +153,28 @@ def ingest_declarations(obj: Context, paths, mapping):
 
     with obj.open() as wh:
         result = load_declarations(wh, paths, mapping)
+    _print_file_lines(result)
+
+
+def _print_file_lines(result: dict) -> None:
     for item in result["files"]:
         click.echo(item["line"])
+        for reason, n in sorted(item["reasons"].items(), key=lambda kv: -kv[1])[:8]:
+            click.echo(f"    rejected {n:,}: {reason}")
+
+
+@ingest.command("results")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--mapping", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML mapping of the results file's columns (default: the shipped KCS results mapping).")
+@click.pass_obj
+@friendly_errors
+def ingest_results(obj: Context, paths, mapping):
+    """Attach inspection results (declaration id, date, outcome) to declarations loaded earlier."""
+    from detector.ingest.results import load_results
+
+    with obj.open() as wh:
+        _print_file_lines(load_results(wh, paths, mapping))
 
 
 # ---------------------------------------------------------------- detectors

@@ -38,6 +38,7 @@ from pathlib import Path
 import polars as pl
 
 from detector.errors import DetectorError
+from detector.export import DATASETS as EXPORTED
 from detector.export import export_parquet, safe_out_dir
 from detector.months import Window, months_ahead, months_back, parse_month
 from detector.reports import render_report
@@ -52,7 +53,8 @@ REPORTING_SHARE = 0.5  # a month is ready once this share of last year's reporte
 REPORTING_LOOKBACK = 12
 EXIT_OK, EXIT_ERROR, EXIT_HIGH = 0, 1, 3
 STAGING_PREFIX = ".monthly-staging-"
-DATASETS = ("alerts", "flows", "series", "lead_status")
+# What a run publishes: every dataset `detector export` writes (declaration_scores included), and lead_status.
+DATASETS = (*EXPORTED, "lead_status")
 
 Log = Callable[[dict], None]
 

@@ -54,6 +54,19 @@ def _md5(texts: pl.Series, length: int) -> pl.Series:
     return duckdb.sql(f"SELECT left(md5(t), {length}) AS id FROM frame").pl()["id"]
 
 
+def alert_id(*parts: pl.Expr) -> pl.Expr:
+    """stable_id of the alert's corridor parts; the last part is its evidence JSON.
+
+    A roll-up alert (the declaration roll-ups: many importers or routes of one month can share HS
+    code, origin and route) names what it is about in its evidence, `kind` and `key` (e.g.
+    "importer", "QLRUBN9"); those are hashed too. Alerts without them keep the corridor-only id.
+    """
+    *corridor, evidence = parts
+    kind, key = evidence.str.json_path_match("$.kind"), evidence.str.json_path_match("$.key")
+    return (pl.when(kind.is_null() | key.is_null()).then(stable_id(*corridor))
+            .otherwise(stable_id(*corridor, kind, key)).alias("alert_id"))
+
+
 def with_ids_and_leads(alerts: pl.DataFrame, families: dict[str, str] | None = None) -> pl.DataFrame:
     """Add alert_id, severity, lead_id, lead_score and lead_rank (1 = the most suspicious lead)."""
     if alerts.height == 0:
@@ -68,8 +81,8 @@ def with_ids_and_leads(alerts: pl.DataFrame, families: dict[str, str] | None = N
     )
     month_no = pl.col("period").dt.year().cast(pl.Int32) * 12 + pl.col("period").dt.month().cast(pl.Int32)
     df = alerts.with_columns(
-        stable_id(pl.col("detector"), pl.col("period"), pl.col("hs_code"), pl.col("origin"), pl.col("via"),
-                  pl.col("destination"), pl.col("reporter"), pl.col("partner")).alias("alert_id"),
+        alert_id(pl.col("detector"), pl.col("period"), pl.col("hs_code"), pl.col("origin"), pl.col("via"),
+                 pl.col("destination"), pl.col("reporter"), pl.col("partner"), pl.col("evidence")),
         severity(pl.col("score")).alias("severity"),
         pl.coalesce(pl.col("commodity"), pl.col("hs_code").str.slice(0, 6)).alias("_story"),
         shipper.alias("_from"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from detector.runner import detect_one, open_baselines
 from detector.warehouse import Warehouse
 
 KCS_SAMPLE = Path(__file__).resolve().parent / "fixtures" / "kcs_sample_2020h1.csv"
+CHECK_ALERTS = Path("/work/shared/tools/check_alerts.py")
 HEADER = ["Declaration ID", "Date", "Office ID", "Process Type", "Import Type", "Import Use", "Payment Type",
           "Mode of Transport", "Declarant ID", "Importer ID", "Seller ID", "Courier ID", "HS6 Code",
           "Country of Departure", "Country of Origin", "Tax Rate", "Tax Type", "Country of Origin Indicator",
@@ -216,3 +219,123 @@ def test_run_stores_line_scores_and_export_writes_them(kcs_wh, tmp_path):
     parquet = pl.scan_parquet(tmp_path / "out" / "declaration_scores", hive_partitioning=True).collect()
     assert parquet.height == sum(n for _, n in lines)
     assert parquet.schema["period"] == pl.Date and parquet["reasons"].str.len_chars().min() > 0
+
+
+def test_file_without_label_columns_loads_as_not_inspected(wh, tmp_path):
+    """New declarations arrive before inspection: no Fraud / Critical Fraud columns. They load with
+    label NULL (not inspected), never 0; a labelled line re-sent without labels keeps its result."""
+    labelled = _write(tmp_path / "old.csv", [_row(1, fraud="1"), _row(2)])
+    load_declarations(wh, [labelled])
+    unlabelled = tmp_path / "new.csv"
+    with open(unlabelled, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(HEADER[:-2])
+        w.writerows(r[:-2] for r in [_row(1, price="600000"), _row(3, date_="2020-02-03"),
+                                     _row(4, date_="2020-02-04")])
+    summary = load_declarations(wh, [unlabelled])
+    assert (summary["rows_loaded"], summary["rows_replaced"], summary["rows_rejected"]) == (2, 1, 0)
+    rows = wh.con.execute("SELECT declaration_id, label, extra->>'critical_fraud', round(value_usd, 1) "
+                          "FROM declarations ORDER BY declaration_id").fetchall()
+    assert rows[0] == ("1", 1, "0", round(600000 * 0.000847, 1))   # re-sent: the new value, the kept result
+    assert rows[1][:3] == ("2", 0, "0")
+    assert [r[1:3] for r in rows[2:]] == [(None, None), (None, None)]  # not inspected: NULL, not 0
+
+
+KCS_DATA = Path("/work/shared/data/kcs-customs-declarations")
+
+
+def _labelled_history_and_new_month(tmp_path: Path, sources: list[Path], new_month: str) -> tuple[Path, Path]:
+    """KCS lines cut in two: labelled lines before `new_month`, and that month's lines as a customs
+    service receives them before inspection (the label columns stripped)."""
+    lines = pl.concat([pl.read_csv(p, infer_schema=False) for p in sources])
+    is_new = pl.col("Date").str.starts_with(new_month)
+    history, new = tmp_path / "history.csv", tmp_path / "new.csv"
+    lines.filter(pl.col("Date") < new_month).write_csv(history)
+    lines.filter(is_new).drop("Fraud", "Critical Fraud").write_csv(new)
+    return history, new
+
+
+def test_cli_run_on_labelled_history_and_an_unlabelled_month_writes_unique_alert_ids(tmp_path):
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    # The whole KCS train and valid splits where they are at hand (their roll-ups of March 2021 hold two
+    # importers whose riskiest lines share HS code, origin and route), else the sample of 2020-H1.
+    splits = [KCS_DATA / "df_syn_train_eng.csv", KCS_DATA / "df_syn_valid_eng.csv"]
+    if all(p.exists() for p in splits):
+        sources, month, before = splits, "2021-03", "2021-02"
+    else:
+        sources, month, before = [KCS_SAMPLE], "2020-06", "2020-05"
+    history, new = _labelled_history_and_new_month(tmp_path, sources, month)
+    config = tmp_path / "settings.toml"
+    config.write_text("[detectors.declaration_risk]\ntrees = 80\n")
+    db, out = str(tmp_path / "w.duckdb"), tmp_path / "out"
+    runner = CliRunner()
+    for args in (["ingest", "declarations", str(history), str(new)],
+                 ["--config", str(config), "run", "--detector", "declaration_risk", "--from", before,
+                  "--to", month, "--out", str(out)]):
+        done = runner.invoke(main, ["--db", db, *args])
+        assert done.exit_code == 0, done.output
+    alerts = pl.read_parquet(out / "alerts", hive_partitioning=True)
+    assert alerts.height > 0 and alerts["alert_id"].n_unique() == alerts.height
+    new_period = date.fromisoformat(month + "-01")
+    kinds = alerts.filter(pl.col("period") == new_period)["evidence"].str.json_path_match("$.kind")
+    assert set(kinds.to_list()) == {"importer", "route"}
+    new_lines = pl.read_csv(new, infer_schema=False).height
+    scores = pl.read_parquet(out / "declaration_scores", hive_partitioning=True)
+    assert scores.filter(pl.col("period") == new_period).height == new_lines
+    with Warehouse.open(db, read_only=True) as w:
+        assert w.con.execute("SELECT count(*), count(label) FROM declarations WHERE period = ?",
+                             [new_period]).fetchall() == [(new_lines, 0)]
+        assert w.con.execute("SELECT count(*), count(DISTINCT alert_id) FROM alerts").fetchone() == (
+            alerts.height, alerts.height)
+    if CHECK_ALERTS.exists():
+        done = subprocess.run([sys.executable, str(CHECK_ALERTS), str(out / "alerts")], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_roll_up_alerts_hash_their_kind_and_key_other_alerts_keep_their_ids():
+    from detector.scoring import stable_id, with_ids_and_leads
+
+    corridor = dict(period=date(2021, 3, 1), hs_code="621149", commodity=None, origin="GTM", via="USA",
+                    destination="KOR", reporter="KOR", partner="GTM", score=0.9)
+    alerts = pl.DataFrame([
+        {**corridor, "detector": "declaration_risk", "evidence": json.dumps({"kind": "importer", "key": "A"})},
+        {**corridor, "detector": "declaration_risk", "evidence": json.dumps({"kind": "importer", "key": "B"})},
+        {**corridor, "detector": "declaration_risk", "evidence": json.dumps({"kind": "route", "key": "GTM->USA"})},
+        {**corridor, "detector": "unit_value", "evidence": json.dumps({"z": 4.2})},
+        {**corridor, "detector": "mirror_gap", "evidence": None},
+    ], schema_overrides={"commodity": pl.String, "evidence": pl.String})
+    ids = with_ids_and_leads(alerts)["alert_id"]
+    assert ids.n_unique() == 5
+    assert ids.equals(with_ids_and_leads(alerts)["alert_id"])  # stable
+    corridor_only = alerts.select(stable_id(*[pl.col(c) for c in (
+        "detector", "period", "hs_code", "origin", "via", "destination", "reporter", "partner")]))
+    assert ids[3:].to_list() == corridor_only.to_series()[3:].to_list()  # other detectors: ids unchanged
+
+
+def test_monthly_job_publishes_the_declaration_scores(tmp_path):
+    """A scheduled run over a warehouse holding trade flows and declaration lines publishes
+    OUT/declaration_scores/ beside the alerts (the staged scores were dropped before)."""
+    from detector.ingest.comtrade import load_comtrade
+    from detector.monthly import run_monthly
+    from detector.sample import generate_world
+    from detector.settings import Settings as RunSettings
+
+    generate_world(tmp_path / "world", start="2022-01", end="2025-04")
+    lines = pl.read_csv(KCS_SAMPLE, infer_schema=False).with_columns(  # 2020-01..06 -> 2024-08..2025-01
+        pl.col("Date").str.to_date().dt.offset_by("4y7mo").dt.strftime("%Y-%m-%d"))
+    lines.write_csv(tmp_path / "declarations.csv")
+    db, inbox, out = tmp_path / "w.duckdb", tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    with Warehouse.open(db) as w:
+        load_comtrade(w, [tmp_path / "world" / "comtrade_monthly.csv"])
+        load_declarations(w, [tmp_path / "declarations.csv"])
+    summary = run_monthly(db, inbox, out, month="2025-01", window_months=2, detectors=["declaration_risk"],
+                          settings=RunSettings(detectors={"declaration_risk": FAST}), charts=1)
+    assert summary["alerts"] > 0
+    published = pl.read_parquet(out / "declaration_scores", hive_partitioning=True)
+    assert sorted(published["period"].unique().to_list()) == [date(2024, 12, 1), date(2025, 1, 1)]
+    assert published.height == 3000 and published["run_id"].unique().to_list() == [summary["run_id"]]
+    assert not list(out.glob(".monthly-staging-*"))

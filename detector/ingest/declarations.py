@@ -27,8 +27,14 @@ DEFAULT_MAPPING = "kcs.toml"
 REQUIRED_FIELDS = ("declaration_id", "date", "hs_code")
 COLUMN_FIELDS = (
     "declaration_id", "date", "declarant_id", "importer_id", "exporter_id", "origin", "consignment",
-    "hs_code", "description", "value", "net_weight", "quantity", "port", "mode", "label",
+    "hs_code", "description", "value", "net_weight", "quantity", "port", "mode", "label", "critical",
 )
+# Inspection results: a file of declarations not inspected yet lacks them, so they are optional per file
+# (absent = not inspected, NULL). `critical` (the source's code for a critical finding) is kept as
+# given in `extra.critical_fraud`.
+LABEL_FIELDS = ("label", "critical")
+# The `extra` keys that carry an inspection result beside `label`.
+RESULT_EXTRAS = ("critical_fraud", "inspected_date")
 TOP_KEYS = {
     "source", "description", "format", "date_format", "country_codes", "unknown_country_codes",
     "currency", "usd_per_unit", "weight_unit", "destination", "columns", "extra", "preferences",
@@ -192,6 +198,8 @@ def parse_sql(mapping: Mapping) -> str:
     code_match = COUNTRY_CODES[mapping.country_codes]
     unknown = "[" + ", ".join(_lit(c) for c in mapping.unknown_country_codes) + "]"
     extra_pairs = ", ".join(f"{_lit(k)}, nullif(trim({_q(v)}), '')" for k, v in mapping.extra.items())
+    if "critical" in mapping.columns:
+        extra_pairs = ", ".join(p for p in (extra_pairs, f"'critical_fraud', {_col(mapping, 'critical')}") if p)
     pref_value = "CAST(NULL AS VARCHAR)"
     if mapping.preference_field:
         pref_value = f"nullif(trim({_q(mapping.extra[mapping.preference_field])}), '')"
@@ -320,7 +328,10 @@ def load_declarations(wh: Warehouse, paths, mapping_path: str | Path | None = No
 
     def load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
         header = _stage(con, path, mapping.format)
-        wanted = [n for v in mapping.columns.values() for n in (v if isinstance(v, tuple) else (v,))]
+        # label columns absent from this file: its lines are not inspected yet (NULL, never 0)
+        this_file = dataclasses.replace(mapping, columns={
+            k: v for k, v in mapping.columns.items() if k not in LABEL_FIELDS or v in header})
+        wanted = [n for v in this_file.columns.values() for n in (v if isinstance(v, tuple) else (v,))]
         wanted += list(mapping.extra.values())
         missing = sorted({n for n in wanted if n not in header})
         if missing:
@@ -329,7 +340,7 @@ def load_declarations(wh: Warehouse, paths, mapping_path: str | Path | None = No
         summary.rows_read = int(con.execute("SELECT count(*) FROM staged_raw").fetchone()[0]) + int(
             con.execute("SELECT count(*) FROM staged_broken").fetchone()[0])
         _prepare_preferences(con, mapping)
-        con.execute(parse_sql(mapping))
+        con.execute(parse_sql(this_file))
         con.execute("INSERT INTO staged_rejects SELECT row_no, reason FROM parsed WHERE reason IS NOT NULL")
         con.execute(
             """CREATE OR REPLACE TEMP TABLE ranked AS
@@ -343,6 +354,16 @@ def load_declarations(wh: Warehouse, paths, mapping_path: str | Path | None = No
                               || 'has it; the first one is kept)'
                FROM ranked WHERE dup > 1"""
         )
+        # A line re-sent without an inspection result keeps the result stored for it (from an
+        # earlier file or `detector ingest results`).
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE kept_results AS
+                SELECT d.declaration_id, d.label,
+                       json_object({', '.join(f"'{k}', d.extra->>'{k}'" for k in RESULT_EXTRAS)}) AS result_extra
+                FROM declarations d JOIN ranked r ON r.declaration_id = d.declaration_id
+                WHERE d.source = ? AND r.dup = 1 AND r.label IS NULL AND d.label IS NOT NULL""",
+            [mapping.source],
+        )
         replaced = con.execute(
             """DELETE FROM declarations d USING (SELECT declaration_id FROM ranked WHERE dup = 1) r
                WHERE d.source = ? AND d.declaration_id = r.declaration_id""",
@@ -351,10 +372,13 @@ def load_declarations(wh: Warehouse, paths, mapping_path: str | Path | None = No
         cols = ", ".join(DECLARATION_COLUMNS)
         inserted = con.execute(
             f"""INSERT INTO declarations ({cols})
-                SELECT ?, declaration_id, date, period, declarant_id, importer_id, exporter_id, origin,
+                SELECT ?, r.declaration_id, date, period, declarant_id, importer_id, exporter_id, origin,
                        consignment, hs_code, description, value_usd, net_weight_kg, quantity, port, mode,
-                       extra, label, ?
-                FROM ranked WHERE dup = 1 ORDER BY row_no""",
+                       CASE WHEN k.label IS NULL THEN r.extra
+                            ELSE CAST(json_merge_patch(r.extra, k.result_extra) AS VARCHAR) END,
+                       coalesce(r.label, k.label), ?
+                FROM ranked r LEFT JOIN kept_results k USING (declaration_id)
+                WHERE r.dup = 1 ORDER BY r.row_no""",
             [mapping.source, summary.load_id],
         ).fetchone()[0]
         summary.rows_replaced = int(replaced)
@@ -364,7 +388,7 @@ def load_declarations(wh: Warehouse, paths, mapping_path: str | Path | None = No
         record_rejects(con, summary, path, raw_sql)
 
     summaries = load_files(wh, paths, mapping.source, load_one)
-    for t in ("parsed", "preference_partners"):
+    for t in ("parsed", "preference_partners", "kept_results"):
         wh.con.execute(f"DROP TABLE IF EXISTS {t}")
     files = [dataclasses.asdict(s) | {"line": s.line()} for s in summaries]
     return {
