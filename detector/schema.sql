@@ -1,5 +1,6 @@
--- Warehouse schema, version 3 (see SCHEMA_VERSION in warehouse.py). Public contract: see SPEC.md (flows, declarations, rejects, loads,
--- watchlist, controls, countries, alerts, runs). Migrations live in warehouse.py.
+-- Warehouse schema, version 4 (SCHEMA_VERSION in warehouse.py, where the migrations live). The public
+-- tables (flows, declarations, rejects, loads, watchlist, controls, countries, alerts, runs) keep their
+-- names and columns across versions: users, scripts and BI tools read them directly.
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 
 CREATE TABLE IF NOT EXISTS flows (

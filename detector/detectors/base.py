@@ -45,12 +45,6 @@ ALERT_SCHEMA: dict[str, pl.DataType] = {
     "lead_rank": pl.Int32,
     "lead_score": pl.Float64,
 }
-# SPEC column order of the public alert table.
-PUBLIC_ALERT_COLUMNS = [
-    "alert_id", "run_id", "detector", "period", "hs_code", "commodity", "origin", "via",
-    "destination", "reporter", "partner", "score", "severity", "observed", "expected",
-    "evidence", "explanation",
-]
 
 
 @dataclass(frozen=True)

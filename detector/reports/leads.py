@@ -14,7 +14,8 @@ from detector.errors import DetectorError
 from detector.months import parse_month
 from detector.scoring import HIGH, MEDIUM
 
-# Public alert columns (SPEC.md), then the two lead columns.
+# The public alert columns in their documented order (the `alerts` table and Parquet), then the
+# two lead columns.
 ALERT_COLUMNS = [
     "alert_id", "run_id", "detector", "period", "hs_code", "commodity", "origin", "via",
     "destination", "reporter", "partner", "score", "severity", "observed", "expected",
