@@ -43,7 +43,7 @@ from detector.months import Window, months_ahead, months_back, parse_month
 from detector.reports import render_report
 from detector.reports.leads import ranked_leads
 from detector.runner import MIN_HISTORY_MONTHS, run_detectors
-from detector.scoring import HIGH, MEDIUM
+from detector.scoring import LEAD_GAP_MONTHS, SHIPPER_SQL, STORY_SQL, severity_sql
 from detector.settings import Settings
 from detector.warehouse import Warehouse
 
@@ -179,68 +179,54 @@ def month_window(wh: Warehouse, month: dt.date, months: int = WINDOW_MONTHS) -> 
 
 
 # ---------------------------------------------------------------- lead lifecycle
-# The corridor of a lead as scoring.with_ids_and_leads draws it: commodity (else HS6), the country
-# the goods were shipped from, destination.
+# A lead as detector.scoring draws it: one corridor (story, shipper, destination) over flagged
+# months, quiet gaps of up to LEAD_GAP_MONTHS months bridged. This month's leads are new or
+# continuing; a lead whose last flagged month is the last one this month could still have
+# bridged is closed (the quiet gap has just grown too long).
 LEAD_STATUS_SQL = f"""
 WITH corridor_alerts AS (
-    SELECT period, lead_id, lead_score,
-           coalesce(commodity, substr(hs_code, 1, 6)) AS commodity,
-           coalesce(via, CASE WHEN origin <> destination THEN origin END,
-                    CASE WHEN reporter = destination THEN partner ELSE reporter END) AS shipper,
-           destination
+    SELECT period, lead_id, lead_score, {STORY_SQL} AS commodity, {SHIPPER_SQL} AS shipper, destination
     FROM alerts
     WHERE period <= $month
 ),
 corridor_months AS (
-    SELECT DISTINCT commodity, shipper, destination, period,
-           year(period) * 12 + month(period) AS month_no
+    SELECT DISTINCT commodity, shipper, destination, period, year(period) * 12 + month(period) AS month_no
     FROM corridor_alerts
 ),
-streaks AS (  -- unbroken runs of flagged months per corridor
-    SELECT *, min(period) OVER (PARTITION BY commodity, shipper, destination,
-                                             month_no - rank_no) AS first_seen
-    FROM (SELECT *, row_number() OVER (PARTITION BY commodity, shipper, destination
-                                       ORDER BY period) AS rank_no FROM corridor_months)
+episodes AS (
+    SELECT *, sum(starts) OVER (PARTITION BY commodity, shipper, destination ORDER BY period) AS episode
+    FROM (SELECT *, CASE WHEN month_no - lag(month_no) OVER (PARTITION BY commodity, shipper, destination
+                                                              ORDER BY period) <= {LEAD_GAP_MONTHS + 1}
+                         THEN 0 ELSE 1 END AS starts
+          FROM corridor_months)
+),
+spans AS (
+    SELECT commodity, shipper, destination, min(period) AS first_seen, max(period) AS last_seen
+    FROM episodes GROUP BY commodity, shipper, destination, episode
 ),
 leads AS (
-    SELECT a.period, a.lead_id, a.commodity, a.shipper, a.destination,
-           max(a.lead_score) AS lead_score, min(s.first_seen) AS first_seen
-    FROM corridor_alerts a
-    JOIN streaks s ON s.period = a.period AND s.commodity IS NOT DISTINCT FROM a.commodity
-                  AND s.shipper IS NOT DISTINCT FROM a.shipper
-                  AND s.destination IS NOT DISTINCT FROM a.destination
-    WHERE a.period IN ($month, $previous)
+    SELECT a.lead_id, a.commodity, a.shipper, a.destination, s.first_seen, s.last_seen,
+           max(a.lead_score) AS lead_score
+    FROM spans s
+    JOIN corridor_alerts a ON a.period = s.last_seen AND a.commodity IS NOT DISTINCT FROM s.commodity
+                          AND a.shipper IS NOT DISTINCT FROM s.shipper
+                          AND a.destination IS NOT DISTINCT FROM s.destination
+    WHERE s.last_seen IN ($month, $closing)
     GROUP BY ALL
-),
-this_month AS (SELECT * FROM leads WHERE period = $month),
-last_month AS (SELECT * FROM leads WHERE period = $previous),
-classified AS (
-    SELECT t.*, CASE WHEN EXISTS (
-                    SELECT 1 FROM last_month l
-                    WHERE l.commodity IS NOT DISTINCT FROM t.commodity AND l.shipper IS NOT DISTINCT FROM t.shipper
-                      AND l.destination IS NOT DISTINCT FROM t.destination)
-                THEN 'continuing' ELSE 'new' END AS status
-    FROM this_month t
-    UNION ALL
-    SELECT l.*, 'closed' AS status
-    FROM last_month l
-    WHERE NOT EXISTS (
-        SELECT 1 FROM this_month t
-        WHERE t.commodity IS NOT DISTINCT FROM l.commodity AND t.shipper IS NOT DISTINCT FROM l.shipper
-          AND t.destination IS NOT DISTINCT FROM l.destination)
 )
-SELECT $month AS period, lead_id, status, first_seen, period AS last_seen, commodity, shipper, destination,
-       lead_score,
-       CASE WHEN lead_score >= {HIGH} THEN 'high' WHEN lead_score >= {MEDIUM} THEN 'medium' ELSE 'low' END
-           AS severity,
+SELECT $month AS period, lead_id,
+       CASE WHEN last_seen < $month THEN 'closed' WHEN first_seen < $month THEN 'continuing' ELSE 'new' END
+           AS status,
+       first_seen, last_seen, commodity, shipper, destination, lead_score,
+       {severity_sql("lead_score")} AS severity,
        $run_id AS run_id
-FROM classified
+FROM leads
 """
 
 
 def write_lead_status(con, month: dt.date, run_id: str) -> dict[str, int]:
     """Replace `lead_status` for `month` from the alerts as they stand (call inside the run's transaction)."""
-    params = {"month": month, "previous": months_back(month, 1), "run_id": run_id}
+    params = {"month": month, "closing": months_back(month, LEAD_GAP_MONTHS + 1), "run_id": run_id}
     con.execute("DELETE FROM lead_status WHERE period = ?", [month])
     con.execute(f"INSERT INTO lead_status {LEAD_STATUS_SQL}", params)
     counts = dict(con.execute(
@@ -262,16 +248,13 @@ SECTIONS = (("new", "New this month"), ("continuing", "Continuing"), ("closed", 
 
 
 def _lifecycle_rows(wh: Warehouse, month: dt.date) -> pl.DataFrame:
-    """lead_status joined with the ranked leads of the month (and of the month before, for closed)."""
+    """lead_status joined with the ranked leads of each lead's last flagged month."""
     status = lifecycle(wh, month)
     keep = ["lead_id", "rank", "period", "hs_code", "origin", "via", "detectors", "explanation"]
-    now = ranked_leads(wh, period=month).select(keep)
-    before = ranked_leads(wh, period=months_back(month, 1)).select(keep)
-    shown = pl.concat([now.with_columns(pl.lit("now").alias("_when")),
-                       before.with_columns(pl.lit("before").alias("_when"))])
-    status = status.with_columns(
-        pl.when(pl.col("status") == "closed").then(pl.lit("before")).otherwise(pl.lit("now")).alias("_when"))
-    return status.join(shown.drop("period"), on=["lead_id", "_when"], how="left").drop("_when")
+    shown = pl.concat([ranked_leads(wh, period=seen).select(keep)
+                       for seen in (month, months_back(month, LEAD_GAP_MONTHS + 1))])
+    return status.join(shown.rename({"period": "last_seen"}), on=["lead_id", "last_seen"], how="left",
+                       maintain_order="left")
 
 
 def _route(r: dict) -> str:
