@@ -30,7 +30,6 @@ import re
 import shutil
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ import polars as pl
 
 from detector.errors import DetectorError
 from detector.export import export_parquet, safe_out_dir
+from detector.leftovers import owned_name, remove_left_behind
 from detector.months import Window, months_ahead, months_back, parse_month
 from detector.reports import render_report
 from detector.reports.leads import ranked_leads
@@ -372,12 +372,6 @@ def _publish(staging: Path, out: Path, periods: list[str], month: dt.date) -> No
         os.replace(report, out / "reports" / report.name)
 
 
-def _clean_staging(out: Path) -> None:
-    """Remove staging folders a killed run left behind."""
-    for leftover in out.glob(f"{STAGING_PREFIX}*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
 # ---------------------------------------------------------------- the job
 class _Progress:
     """rich progress bars on stderr, or nothing."""
@@ -421,7 +415,7 @@ def run_monthly(db, inbox, out, month=None, settings: Settings | None = None, lo
     log = log or (lambda event: None)
     started = time.perf_counter()
     out_dir = safe_out_dir(out)
-    _clean_staging(out_dir)
+    remove_left_behind(out_dir, STAGING_PREFIX)  # staging folders of runs that were killed
 
     def emit(step: str, t0: float, **fields) -> None:
         log({"step": step, "seconds": round(time.perf_counter() - t0, 3), **fields})
@@ -459,7 +453,7 @@ def run_monthly(db, inbox, out, month=None, settings: Settings | None = None, lo
         emit("month", t0, month=f"{chosen:%Y-%m}", window_from=f"{window.start:%Y-%m}",
              window_to=f"{window.end:%Y-%m}", chosen_by="option" if month else "reporting")
 
-        staging = out_dir / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+        staging = out_dir / owned_name(STAGING_PREFIX)
         staged: dict = {}
         leads: dict[str, int] = {}
 
