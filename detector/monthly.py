@@ -3,7 +3,8 @@
 One call, `run_monthly`, does the whole job; `detector monthly` and `python -m pipelines.monthly`
 are thin shells around it (docs/monthly.md). Steps:
 
-1. scan the inbox and tell each file's format from its columns (unknown files: a warning);
+1. scan the inbox and tell each file's source from its columns (`detector.ingest.sources`); a file
+   of no known source is refused with a warning line, never loaded;
 2. load the files not loaded yet (the loaders skip a file already loaded, by content hash, and
    let a newer file's rows replace the rows with the same keys: Comtrade revises past months);
 3. choose the month: the latest month for which at least half of the reporters seen over the
@@ -38,6 +39,7 @@ import polars as pl
 
 from detector.errors import DetectorError
 from detector.export import export_parquet, safe_out_dir
+from detector.ingest import sources
 from detector.leftovers import owned_name, remove_left_behind
 from detector.months import Window, months_ahead, months_back, parse_month
 from detector.reports import render_report
@@ -61,11 +63,8 @@ Log = Callable[[dict], None]
 @dataclass(frozen=True)
 class InboxFile:
     path: Path
-    kind: str  # comtrade | baci | census | comext | baci-codes | unknown
+    kind: str  # a source's name, "companion" (read beside a data file) or "unknown"
     note: str = ""
-
-
-_BACI_CODES = {"country_code", "country_iso3"}
 
 
 def _header(path: Path) -> tuple[list[str], bool]:
@@ -91,25 +90,13 @@ def _header(path: Path) -> tuple[list[str], bool]:
 
 
 def classify(path: Path) -> InboxFile:
-    """Tell a file's format from its columns (the loaders check the rest and reject bad rows)."""
+    """The source a file is, told from its columns (`detector.ingest.sources`)."""
     path = Path(path)
-    if path.suffix.lower() in (".parquet", ".zip", ".7z", ".xlsx", ".xls", ".toml", ".json") \
-            and not _header(path)[1]:
-        return InboxFile(path, "unknown", f"unsupported file type {path.suffix}")
     names, is_json = _header(path)
-    cols = {n.lower() for n in names}
-    if {"cmdcode", "flowcode"} <= cols:
-        return InboxFile(path, "comtrade")
-    if ({"i_commodity", "cty_code"} <= cols) or ({"e_commodity", "cty_code"} <= cols):
-        return InboxFile(path, "census")
-    if {"product_nc", "period", "flow"} <= cols:
-        return InboxFile(path, "comext")
-    if {"t", "i", "j", "k", "v"} <= cols:
-        return InboxFile(path, "baci")
-    if _BACI_CODES <= cols:
-        return InboxFile(path, "baci-codes", "BACI country codes (read with the BACI file beside it)")
-    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-    return InboxFile(path, "unknown", f"columns not recognised ({shown or 'no header'})")
+    if path.suffix.lower() in (".parquet", ".zip", ".7z", ".xlsx", ".xls", ".toml", ".json") and not is_json:
+        return InboxFile(path, "unknown", f"unsupported file type {path.suffix}")
+    kind, note = sources.recognise(names)
+    return InboxFile(path, kind, note)
 
 
 def scan_inbox(inbox: str | os.PathLike) -> list[InboxFile]:
@@ -124,17 +111,7 @@ def scan_inbox(inbox: str | os.PathLike) -> list[InboxFile]:
 
 
 def _load(wh: Warehouse, item: InboxFile):
-    if item.kind == "comtrade":
-        from detector.ingest.comtrade import load_comtrade
-        return load_comtrade(wh, [item.path])
-    if item.kind == "baci":
-        from detector.ingest.baci import load_baci
-        return load_baci(wh, [item.path])
-    if item.kind == "census":
-        from detector.ingest.census import load_census
-        return load_census(wh, [item.path])
-    from detector.ingest.comext import load_comext
-    return load_comext(wh, [item.path])
+    return sources.get(item.kind).load(wh, [item.path])
 
 
 # ---------------------------------------------------------------- month and window
@@ -424,8 +401,8 @@ def run_monthly(db, inbox, out, month=None, settings: Settings | None = None, lo
     items = scan_inbox(inbox)
     for item in items:
         if item.kind == "unknown":
-            emit("scan", t0, level="warning", file=str(item.path), message=f"skipped: {item.note}")
-    loadable = [i for i in items if i.kind in ("comtrade", "baci", "census", "comext")]
+            emit("scan", t0, level="warning", file=str(item.path), message=f"refused, not loaded: {item.note}")
+    loadable = [i for i in items if i.kind not in ("companion", "unknown")]
     emit("scan", t0, files=len(items), loadable=len(loadable),
          unknown=sum(i.kind == "unknown" for i in items))
 

@@ -143,8 +143,8 @@ CREATE TABLE IF NOT EXISTS lead_status (
     PRIMARY KEY (period, lead_id)
 );
 
--- Which source wins when several cover the same reporter, flow and month (reference/source_precedence.csv,
--- refreshed on every load; lower rank wins, '*' = any source not listed).
+-- Which source wins when several cover the same reporter, flow and month (declared with each source in
+-- detector/ingest/sources.py, refreshed on every load; lower rank wins, '*' = any source not declared).
 CREATE TABLE IF NOT EXISTS source_precedence (source VARCHAR PRIMARY KEY, rank INTEGER NOT NULL);
 
 -- Flows at HS6: national 8/10-digit lines summed to their 6-digit heading. Where a source gives both a

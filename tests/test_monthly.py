@@ -262,14 +262,20 @@ def test_command_line_exit_codes_and_unknown_files(clean, tmp_path):
     inbox = tmp_path / "inbox"
     shutil.copytree(clean["inbox"], inbox)
     (inbox / "readme.txt").write_text("not a trade table\n")
+    # Comext-like, but without the product code: refused, not loaded as Comext (or anything else)
+    (inbox / "eu-trade.csv").write_text("REPORTER,PARTNER,FLOW,PERIOD,VALUE_EUR\nBE,CN,1,202503,100\n")
     detectors = sum((["--detector", d] for d in DETECTORS), [])
     args = ["--db", str(db), "monthly", "--inbox", str(inbox), "--out", str(out), "--month", "2025-03",
             "--window-months", str(WINDOW), *detectors]
     flagged = CliRunner().invoke(cli_main, [*args, "--fail-on-high", "--log-format", "json"])
     lines = [json.loads(line) for line in flagged.output.splitlines()]
-    assert any(e["step"] == "scan" and e.get("level") == "warning" and "readme.txt" in e["file"] for e in lines)
+    refused = {Path(e["file"]).name: e["message"] for e in lines if e["step"] == "scan" and e.get("level") == "warning"}
+    assert set(refused) == {"readme.txt", "eu-trade.csv"}
+    assert refused["eu-trade.csv"].startswith("refused, not loaded: columns not recognised (REPORTER, PARTNER")
+    assert not [e for e in lines if e["step"] == "load" and "eu-trade" in e["file"]]
     high_new = json.loads((out / "last_run.json").read_text())["high_new"]
     with Warehouse.open(db, read_only=True) as wh:
+        assert wh.con.execute("SELECT count(*) FROM loads WHERE file LIKE '%eu-trade%'").fetchone()[0] == 0
         assert high_new == lines[-1]["high_new"] == wh.con.execute(
             "SELECT count(*) FROM lead_status WHERE period = DATE '2025-03-01' AND status = 'new' "
             f"AND lead_score >= {HIGH}").fetchone()[0]

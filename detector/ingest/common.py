@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from detector.errors import DetectorError, InputError
+from detector.errors import InputError
 from detector.warehouse import Warehouse
 
 FLOW_KEY = ["source", "period", "reporter", "partner", "partner2", "flow", "hs_code"]
@@ -496,20 +496,11 @@ def load_eur_usd(con: duckdb.DuckDBPyConnection, rates: str | Path | None = None
 
 
 def sync_source_precedence(con: duckdb.DuckDBPyConnection) -> None:
-    """Refresh `source_precedence` (read by the flows_preferred view) from reference/source_precedence.csv."""
-    from detector.reference import reference_path
+    """Refresh `source_precedence` (read by the flows_preferred view) from the sources' declarations."""
+    from detector.ingest.sources import precedence
 
-    path = reference_path("source_precedence.csv")
-    try:
-        con.execute("DELETE FROM source_precedence")
-        con.execute(
-            """INSERT INTO source_precedence
-               SELECT trim(source), CAST(rank AS INTEGER)
-               FROM read_csv(?, header = true, comment = '#', all_varchar = true)""",
-            [str(path)],
-        )
-    except duckdb.Error as exc:
-        raise DetectorError(f"{path}: cannot load source precedence ({_first_line(exc)})") from None
+    con.execute("DELETE FROM source_precedence")
+    con.executemany("INSERT INTO source_precedence VALUES (?, ?)", precedence())
 
 
 def _first_line(exc: Exception) -> str:
