@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from detector.errors import DetectorError
+from detector.ingest.sources import SOURCES, Source
 from detector.warehouse import Warehouse, default_path
 
 
@@ -75,70 +76,24 @@ def _print_summaries(summaries) -> None:
             click.echo(f"    rejected {n:,}: {reason}")
 
 
-@ingest.command("comtrade")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.pass_obj
-@friendly_errors
-def ingest_comtrade(obj: Context, paths):
-    """Load UN Comtrade CSV files (plain or .gz)."""
-    from detector.ingest.comtrade import load_comtrade
+def _ingest_command(source: Source) -> None:
+    """`detector ingest NAME PATH...` for a declared source, with its loader's options."""
 
-    with obj.open() as wh:
-        _print_summaries(load_comtrade(wh, paths))
+    @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+    @click.pass_obj
+    @friendly_errors
+    def command(obj: Context, paths, **options):
+        with obj.open() as wh:
+            _print_summaries(source.load(wh, paths, **options))
 
-
-@ingest.command("baci")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--country-codes", type=click.Path(dir_okay=False, path_type=Path),
-              help="BACI country_codes_V*.csv (default: the one next to the data file, else built in).")
-@click.pass_obj
-@friendly_errors
-def ingest_baci(obj: Context, paths, country_codes):
-    """Load CEPII BACI annual files (t,i,j,k,v,q)."""
-    from detector.ingest.baci import load_baci
-
-    with obj.open() as wh:
-        _print_summaries(load_baci(wh, paths, country_codes=country_codes))
+    for option in reversed(source.options):
+        command = click.option(option.flag, option.keyword, required=option.required, help=option.help,
+                               type=click.Path(dir_okay=False, path_type=Path))(command)
+    ingest.command(source.name, help=source.description)(command)
 
 
-@ingest.command("census")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.pass_obj
-@friendly_errors
-def ingest_census(obj: Context, paths):
-    """Load US Census international-trade API responses (JSON or CSV, imports or exports)."""
-    from detector.ingest.census import load_census
-
-    with obj.open() as wh:
-        _print_summaries(load_census(wh, paths))
-
-
-@ingest.command("comext")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--rates", type=click.Path(dir_okay=False, path_type=Path),
-              help="Monthly EUR/USD rates CSV (month,usd_per_eur) overriding the shipped table.")
-@click.pass_obj
-@friendly_errors
-def ingest_comext(obj: Context, paths, rates):
-    """Load Eurostat Comext monthly bulk files (values converted from EUR to USD)."""
-    from detector.ingest.comext import load_comext
-
-    with obj.open() as wh:
-        _print_summaries(load_comext(wh, paths, rates=rates))
-
-
-@ingest.command("flows")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--mapping", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="TOML mapping of the table's columns, codes and units onto flows.")
-@click.pass_obj
-@friendly_errors
-def ingest_flows(obj: Context, paths, mapping):
-    """Load any trade-flow table (CSV or Parquet) through a column mapping."""
-    from detector.ingest.mapped import load_mapped
-
-    with obj.open() as wh:
-        _print_summaries(load_mapped(wh, paths, mapping))
+for _source in SOURCES:
+    _ingest_command(_source)
 
 
 @ingest.command("declarations")

@@ -5,9 +5,9 @@ columns origin,via,destination,hs_prefix,start,end and optionally label,kind,id 
 hold several prefixes separated by ';'; an empty label means "case"; months are YYYY-MM).
 
 Ranking. Alerts that share a `lead_id` are one lead (several detectors, or consecutive months,
-on one corridor). Leads are ranked by their lead score (stored by the run: the noisy-OR of its
-detectors' best scores; else the highest alert score), descending, ties broken by lead_id
-ascending; rank 1 is the top.
+on one corridor). Leads are ranked as everywhere else (`detector.scoring`): by their lead score
+(stored by the run: the noisy-OR of its detectors' best scores; else the highest alert score),
+descending, ties broken by lead_id ascending; rank 1 is the top.
 
 Matching rule (the public rule). An alert matches a case when all four hold:
   1. the alert's hs_code and one of the case's HS codes/prefixes share a prefix (one starts with
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import polars as pl
 
+from detector import scoring
 from detector.errors import InputError
 
 CASE_COLUMNS = ["id", "label", "kind", "origin", "via", "destination", "hs_codes", "start", "end"]
@@ -113,15 +114,11 @@ def load_cases(path) -> pl.DataFrame:
 
 
 def rank_leads(alerts: pl.DataFrame) -> pl.DataFrame:
-    """lead_id -> rank (1 = top) by the lead's score (the run's `lead_score` where stored, else its
+    """lead_id -> rank (1 = top) by the lead's strength (the run's `lead_score` where stored, else its
     highest alert score), ties by lead_id."""
-    strength = pl.col("lead_score") if "lead_score" in alerts.columns else pl.col("score")
-    return (
-        alerts.group_by("lead_id").agg(strength.max().alias("lead_score"))
-        .sort(["lead_score", "lead_id"], descending=[True, False])
-        .with_row_index("rank", offset=1)
-        .with_columns(pl.col("rank").cast(pl.Int64))
-    )
+    strength = pl.sql_expr(scoring.LEAD_STRENGTH_SQL) if "lead_score" in alerts.columns else pl.col("score")
+    leads = alerts.group_by("lead_id").agg(strength.max().alias("lead_score"))
+    return scoring.rank_leads(leads, name="rank").with_columns(pl.col("rank").cast(pl.Int64))
 
 
 def match_alerts(alerts: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:

@@ -10,18 +10,19 @@ Partitions of months not being exported are not touched.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 from detector.errors import DetectorError
+from detector.leftovers import owned_name, remove_left_behind
 from detector.months import parse_month
 from detector.reports.leads import ALERT_COLUMNS, LEAD_COLUMNS, finish_pending
+from detector.robust import mad_sql, robust_z_sql
 
 DATASETS = ("alerts", "flows", "series", "declaration_scores")
 SERIES_KEYS = ["source", "reporter", "partner", "flow", "hs_code"]
+WORK_PREFIX = ".tmp-"  # a hidden work folder inside OUT
 MIN_BASELINE_MONTHS = 6  # fewer trailing months than this: no robust z
 
 
@@ -30,8 +31,8 @@ def trailing_baseline_sql(table: str, keys: list[str], min_months: int = MIN_BAS
 
     `table` has the `keys`, `period` (DATE, one row per series and month) and `log_value`.
     The window covers months t-12..t-1: the current month never enters its own baseline.
-    Adds baseline_months, median_log_value, mad_log_value and robust_z
-    ((log_value - median) / (1.4826 * MAD), NULL when the baseline is short or flat).
+    Adds baseline_months, median_log_value, mad_log_value and robust_z (`detector.robust`, NULL
+    when the baseline is short or flat: a published figure, not floored).
     """
     by = ", ".join(keys)
     return f"""
@@ -49,15 +50,15 @@ def trailing_baseline_sql(table: str, keys: list[str], min_months: int = MIN_BAS
     spread AS (
         SELECT *,
                CAST(coalesce(len(_hist), 0) AS INTEGER) AS baseline_months,
-               list_median(list_transform(_hist, lambda x: abs(x - median_log_value))) AS mad_log_value
+               {mad_sql("_hist", "median_log_value")} AS mad_log_value
         FROM centred
     )
     SELECT * EXCLUDE (_hist, baseline_months, median_log_value, mad_log_value),
            baseline_months,
            CASE WHEN baseline_months > 0 THEN median_log_value END AS median_log_value,
            CASE WHEN baseline_months > 0 THEN mad_log_value END AS mad_log_value,
-           CASE WHEN baseline_months >= {int(min_months)} AND mad_log_value > 0
-                THEN (log_value - median_log_value) / (1.4826 * mad_log_value) END AS robust_z
+           CASE WHEN baseline_months >= {int(min_months)}
+                THEN {robust_z_sql("log_value", "median_log_value", "mad_log_value", floor=0.0)} END AS robust_z
     FROM spread
     """
 
@@ -128,27 +129,6 @@ def _wanted_periods(con, periods: Iterable | None) -> list[dt.date]:
     return [r[0] for r in rows]
 
 
-def _remove_stale_temp(out: Path) -> None:
-    """Delete hidden work folders of exports that died (killed, power cut) before cleaning up.
-
-    A work folder is named .tmp-<pid>-<random>; one whose process is still running belongs to an
-    export in progress and is left alone.
-    """
-    for folder in out.glob(".tmp-*"):
-        pid = folder.name.split("-")[1]
-        if pid.isdigit() and int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-                continue  # still running
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue  # someone else's live process
-        elif pid.isdigit():
-            continue  # this process's own export
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def export_parquet(wh, out_dir, periods=None) -> dict:
     """Write OUT/{alerts,flows,series}/period=YYYY-MM-01/ for `periods` (default: every month).
 
@@ -160,8 +140,8 @@ def export_parquet(wh, out_dir, periods=None) -> dict:
     finish_pending(con)
     wanted = _wanted_periods(con, periods)
     result: dict = {"out_dir": str(out), "periods": [p.isoformat() for p in wanted]}
-    _remove_stale_temp(out)
-    tmp = out / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
+    remove_left_behind(out, WORK_PREFIX)  # hidden work folders of exports that died
+    tmp = out / owned_name(WORK_PREFIX)
     tmp.mkdir()
     try:
         in_list = ", ".join(f"DATE '{p.isoformat()}'" for p in wanted) or "NULL"

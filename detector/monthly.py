@@ -3,7 +3,8 @@
 One call, `run_monthly`, does the whole job; `detector monthly` and `python -m pipelines.monthly`
 are thin shells around it (docs/monthly.md). Steps:
 
-1. scan the inbox and tell each file's format from its columns (unknown files: a warning);
+1. scan the inbox and tell each file's source from its columns (`detector.ingest.sources`); a file
+   of no known source is refused with a warning line, never loaded;
 2. load the files not loaded yet (the loaders skip a file already loaded, by content hash, and
    let a newer file's rows replace the rows with the same keys: Comtrade revises past months);
 3. choose the month: the latest month for which at least half of the reporters seen over the
@@ -30,7 +31,6 @@ import re
 import shutil
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +40,13 @@ import polars as pl
 from detector.errors import DetectorError
 from detector.export import DATASETS as EXPORTED
 from detector.export import export_parquet, safe_out_dir
+from detector.ingest import sources
+from detector.leftovers import owned_name, remove_left_behind
 from detector.months import Window, months_ahead, months_back, parse_month
 from detector.reports import render_report
 from detector.reports.leads import ranked_leads
 from detector.runner import MIN_HISTORY_MONTHS, run_detectors
-from detector.scoring import HIGH, MEDIUM
+from detector.scoring import LEAD_GAP_MONTHS, SHIPPER_SQL, STORY_SQL, severity_sql
 from detector.settings import Settings
 from detector.warehouse import Warehouse
 
@@ -63,11 +65,8 @@ Log = Callable[[dict], None]
 @dataclass(frozen=True)
 class InboxFile:
     path: Path
-    kind: str  # comtrade | baci | census | comext | baci-codes | unknown
+    kind: str  # a source's name, "companion" (read beside a data file) or "unknown"
     note: str = ""
-
-
-_BACI_CODES = {"country_code", "country_iso3"}
 
 
 def _header(path: Path) -> tuple[list[str], bool]:
@@ -93,25 +92,13 @@ def _header(path: Path) -> tuple[list[str], bool]:
 
 
 def classify(path: Path) -> InboxFile:
-    """Tell a file's format from its columns (the loaders check the rest and reject bad rows)."""
+    """The source a file is, told from its columns (`detector.ingest.sources`)."""
     path = Path(path)
-    if path.suffix.lower() in (".parquet", ".zip", ".7z", ".xlsx", ".xls", ".toml", ".json") \
-            and not _header(path)[1]:
-        return InboxFile(path, "unknown", f"unsupported file type {path.suffix}")
     names, is_json = _header(path)
-    cols = {n.lower() for n in names}
-    if {"cmdcode", "flowcode"} <= cols:
-        return InboxFile(path, "comtrade")
-    if ({"i_commodity", "cty_code"} <= cols) or ({"e_commodity", "cty_code"} <= cols):
-        return InboxFile(path, "census")
-    if {"product_nc", "period", "flow"} <= cols:
-        return InboxFile(path, "comext")
-    if {"t", "i", "j", "k", "v"} <= cols:
-        return InboxFile(path, "baci")
-    if _BACI_CODES <= cols:
-        return InboxFile(path, "baci-codes", "BACI country codes (read with the BACI file beside it)")
-    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-    return InboxFile(path, "unknown", f"columns not recognised ({shown or 'no header'})")
+    if path.suffix.lower() in (".parquet", ".zip", ".7z", ".xlsx", ".xls", ".toml", ".json") and not is_json:
+        return InboxFile(path, "unknown", f"unsupported file type {path.suffix}")
+    kind, note = sources.recognise(names)
+    return InboxFile(path, kind, note)
 
 
 def scan_inbox(inbox: str | os.PathLike) -> list[InboxFile]:
@@ -126,17 +113,7 @@ def scan_inbox(inbox: str | os.PathLike) -> list[InboxFile]:
 
 
 def _load(wh: Warehouse, item: InboxFile):
-    if item.kind == "comtrade":
-        from detector.ingest.comtrade import load_comtrade
-        return load_comtrade(wh, [item.path])
-    if item.kind == "baci":
-        from detector.ingest.baci import load_baci
-        return load_baci(wh, [item.path])
-    if item.kind == "census":
-        from detector.ingest.census import load_census
-        return load_census(wh, [item.path])
-    from detector.ingest.comext import load_comext
-    return load_comext(wh, [item.path])
+    return sources.get(item.kind).load(wh, [item.path])
 
 
 # ---------------------------------------------------------------- month and window
@@ -181,68 +158,54 @@ def month_window(wh: Warehouse, month: dt.date, months: int = WINDOW_MONTHS) -> 
 
 
 # ---------------------------------------------------------------- lead lifecycle
-# The corridor of a lead as scoring.with_ids_and_leads draws it: commodity (else HS6), the country
-# the goods were shipped from, destination.
+# A lead as detector.scoring draws it: one corridor (story, shipper, destination) over flagged
+# months, quiet gaps of up to LEAD_GAP_MONTHS months bridged. This month's leads are new or
+# continuing; a lead whose last flagged month is the last one this month could still have
+# bridged is closed (the quiet gap has just grown too long).
 LEAD_STATUS_SQL = f"""
 WITH corridor_alerts AS (
-    SELECT period, lead_id, lead_score,
-           coalesce(commodity, substr(hs_code, 1, 6)) AS commodity,
-           coalesce(via, CASE WHEN origin <> destination THEN origin END,
-                    CASE WHEN reporter = destination THEN partner ELSE reporter END) AS shipper,
-           destination
+    SELECT period, lead_id, lead_score, {STORY_SQL} AS commodity, {SHIPPER_SQL} AS shipper, destination
     FROM alerts
     WHERE period <= $month
 ),
 corridor_months AS (
-    SELECT DISTINCT commodity, shipper, destination, period,
-           year(period) * 12 + month(period) AS month_no
+    SELECT DISTINCT commodity, shipper, destination, period, year(period) * 12 + month(period) AS month_no
     FROM corridor_alerts
 ),
-streaks AS (  -- unbroken runs of flagged months per corridor
-    SELECT *, min(period) OVER (PARTITION BY commodity, shipper, destination,
-                                             month_no - rank_no) AS first_seen
-    FROM (SELECT *, row_number() OVER (PARTITION BY commodity, shipper, destination
-                                       ORDER BY period) AS rank_no FROM corridor_months)
+episodes AS (
+    SELECT *, sum(starts) OVER (PARTITION BY commodity, shipper, destination ORDER BY period) AS episode
+    FROM (SELECT *, CASE WHEN month_no - lag(month_no) OVER (PARTITION BY commodity, shipper, destination
+                                                              ORDER BY period) <= {LEAD_GAP_MONTHS + 1}
+                         THEN 0 ELSE 1 END AS starts
+          FROM corridor_months)
+),
+spans AS (
+    SELECT commodity, shipper, destination, min(period) AS first_seen, max(period) AS last_seen
+    FROM episodes GROUP BY commodity, shipper, destination, episode
 ),
 leads AS (
-    SELECT a.period, a.lead_id, a.commodity, a.shipper, a.destination,
-           max(a.lead_score) AS lead_score, min(s.first_seen) AS first_seen
-    FROM corridor_alerts a
-    JOIN streaks s ON s.period = a.period AND s.commodity IS NOT DISTINCT FROM a.commodity
-                  AND s.shipper IS NOT DISTINCT FROM a.shipper
-                  AND s.destination IS NOT DISTINCT FROM a.destination
-    WHERE a.period IN ($month, $previous)
+    SELECT a.lead_id, a.commodity, a.shipper, a.destination, s.first_seen, s.last_seen,
+           max(a.lead_score) AS lead_score
+    FROM spans s
+    JOIN corridor_alerts a ON a.period = s.last_seen AND a.commodity IS NOT DISTINCT FROM s.commodity
+                          AND a.shipper IS NOT DISTINCT FROM s.shipper
+                          AND a.destination IS NOT DISTINCT FROM s.destination
+    WHERE s.last_seen IN ($month, $closing)
     GROUP BY ALL
-),
-this_month AS (SELECT * FROM leads WHERE period = $month),
-last_month AS (SELECT * FROM leads WHERE period = $previous),
-classified AS (
-    SELECT t.*, CASE WHEN EXISTS (
-                    SELECT 1 FROM last_month l
-                    WHERE l.commodity IS NOT DISTINCT FROM t.commodity AND l.shipper IS NOT DISTINCT FROM t.shipper
-                      AND l.destination IS NOT DISTINCT FROM t.destination)
-                THEN 'continuing' ELSE 'new' END AS status
-    FROM this_month t
-    UNION ALL
-    SELECT l.*, 'closed' AS status
-    FROM last_month l
-    WHERE NOT EXISTS (
-        SELECT 1 FROM this_month t
-        WHERE t.commodity IS NOT DISTINCT FROM l.commodity AND t.shipper IS NOT DISTINCT FROM l.shipper
-          AND t.destination IS NOT DISTINCT FROM l.destination)
 )
-SELECT $month AS period, lead_id, status, first_seen, period AS last_seen, commodity, shipper, destination,
-       lead_score,
-       CASE WHEN lead_score >= {HIGH} THEN 'high' WHEN lead_score >= {MEDIUM} THEN 'medium' ELSE 'low' END
-           AS severity,
+SELECT $month AS period, lead_id,
+       CASE WHEN last_seen < $month THEN 'closed' WHEN first_seen < $month THEN 'continuing' ELSE 'new' END
+           AS status,
+       first_seen, last_seen, commodity, shipper, destination, lead_score,
+       {severity_sql("lead_score")} AS severity,
        $run_id AS run_id
-FROM classified
+FROM leads
 """
 
 
 def write_lead_status(con, month: dt.date, run_id: str) -> dict[str, int]:
     """Replace `lead_status` for `month` from the alerts as they stand (call inside the run's transaction)."""
-    params = {"month": month, "previous": months_back(month, 1), "run_id": run_id}
+    params = {"month": month, "closing": months_back(month, LEAD_GAP_MONTHS + 1), "run_id": run_id}
     con.execute("DELETE FROM lead_status WHERE period = ?", [month])
     con.execute(f"INSERT INTO lead_status {LEAD_STATUS_SQL}", params)
     counts = dict(con.execute(
@@ -264,16 +227,13 @@ SECTIONS = (("new", "New this month"), ("continuing", "Continuing"), ("closed", 
 
 
 def _lifecycle_rows(wh: Warehouse, month: dt.date) -> pl.DataFrame:
-    """lead_status joined with the ranked leads of the month (and of the month before, for closed)."""
+    """lead_status joined with the ranked leads of each lead's last flagged month."""
     status = lifecycle(wh, month)
     keep = ["lead_id", "rank", "period", "hs_code", "origin", "via", "detectors", "explanation"]
-    now = ranked_leads(wh, period=month).select(keep)
-    before = ranked_leads(wh, period=months_back(month, 1)).select(keep)
-    shown = pl.concat([now.with_columns(pl.lit("now").alias("_when")),
-                       before.with_columns(pl.lit("before").alias("_when"))])
-    status = status.with_columns(
-        pl.when(pl.col("status") == "closed").then(pl.lit("before")).otherwise(pl.lit("now")).alias("_when"))
-    return status.join(shown.drop("period"), on=["lead_id", "_when"], how="left").drop("_when")
+    shown = pl.concat([ranked_leads(wh, period=seen).select(keep)
+                       for seen in (month, months_back(month, LEAD_GAP_MONTHS + 1))])
+    return status.join(shown.rename({"period": "last_seen"}), on=["lead_id", "last_seen"], how="left",
+                       maintain_order="left")
 
 
 def _route(r: dict) -> str:
@@ -391,12 +351,6 @@ def _publish(staging: Path, out: Path, periods: list[str], month: dt.date) -> No
         os.replace(report, out / "reports" / report.name)
 
 
-def _clean_staging(out: Path) -> None:
-    """Remove staging folders a killed run left behind."""
-    for leftover in out.glob(f"{STAGING_PREFIX}*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
 # ---------------------------------------------------------------- the job
 class _Progress:
     """rich progress bars on stderr, or nothing."""
@@ -440,7 +394,7 @@ def run_monthly(db, inbox, out, month=None, settings: Settings | None = None, lo
     log = log or (lambda event: None)
     started = time.perf_counter()
     out_dir = safe_out_dir(out)
-    _clean_staging(out_dir)
+    remove_left_behind(out_dir, STAGING_PREFIX)  # staging folders of runs that were killed
 
     def emit(step: str, t0: float, **fields) -> None:
         log({"step": step, "seconds": round(time.perf_counter() - t0, 3), **fields})
@@ -449,8 +403,8 @@ def run_monthly(db, inbox, out, month=None, settings: Settings | None = None, lo
     items = scan_inbox(inbox)
     for item in items:
         if item.kind == "unknown":
-            emit("scan", t0, level="warning", file=str(item.path), message=f"skipped: {item.note}")
-    loadable = [i for i in items if i.kind in ("comtrade", "baci", "census", "comext")]
+            emit("scan", t0, level="warning", file=str(item.path), message=f"refused, not loaded: {item.note}")
+    loadable = [i for i in items if i.kind not in ("companion", "unknown")]
     emit("scan", t0, files=len(items), loadable=len(loadable),
          unknown=sum(i.kind == "unknown" for i in items))
 
@@ -478,7 +432,7 @@ def run_monthly(db, inbox, out, month=None, settings: Settings | None = None, lo
         emit("month", t0, month=f"{chosen:%Y-%m}", window_from=f"{window.start:%Y-%m}",
              window_to=f"{window.end:%Y-%m}", chosen_by="option" if month else "reporting")
 
-        staging = out_dir / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+        staging = out_dir / owned_name(STAGING_PREFIX)
         staged: dict = {}
         leads: dict[str, int] = {}
 

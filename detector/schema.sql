@@ -1,5 +1,6 @@
--- Warehouse schema, version 3 (see SCHEMA_VERSION in warehouse.py). Public contract: see SPEC.md (flows, declarations, rejects, loads,
--- watchlist, controls, countries, alerts, runs). Migrations live in warehouse.py.
+-- Warehouse schema, version 4 (SCHEMA_VERSION in warehouse.py, where the migrations live). The public
+-- tables (flows, declarations, rejects, loads, watchlist, controls, countries, alerts, runs) keep their
+-- names and columns across versions: users, scripts and BI tools read them directly.
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 
 CREATE TABLE IF NOT EXISTS flows (
@@ -142,8 +143,8 @@ CREATE TABLE IF NOT EXISTS lead_status (
     PRIMARY KEY (period, lead_id)
 );
 
--- Which source wins when several cover the same reporter, flow and month (reference/source_precedence.csv,
--- refreshed on every load; lower rank wins, '*' = any source not listed).
+-- Which source wins when several cover the same reporter, flow and month (declared with each source in
+-- detector/ingest/sources.py, refreshed on every load; lower rank wins, '*' = any source not declared).
 CREATE TABLE IF NOT EXISTS source_precedence (source VARCHAR PRIMARY KEY, rank INTEGER NOT NULL);
 
 -- Which sources cover which reporter, flow and month: what the source choice (views.sql) picks from.

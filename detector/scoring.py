@@ -11,14 +11,17 @@ Every detector turns its statistic into a score with the same two parts (all in 
 - context in 0..1 is the detector's corroboration (e.g. the origin leg of a triangle rose, the
   direct route lost trade after a control) and is spelt out in its evidence JSON.
 
-Severity: high >= 0.6, medium >= 0.35, else low.
+Severity: high >= 0.6, medium >= 0.35, else low (`SEVERITIES`).
 
 A lead is one corridor (commodity, shipping country, destination) over consecutive months
 (gaps up to two months): alerts of several detectors, months apart or not, on one story.
 Its score is the noisy-OR of the best score of each evidence family in it, 1 - prod(1 - s_f):
 independent views agreeing (a hub surge, a triangle, a mirror gap, a price) make a stronger lead
 than any of them alone; detectors of one family (the volume jump seen by the surge rule and by
-the multivariate model) count once.
+the multivariate model) count once. Leads rank by that score, highest first, ties by lead_id.
+
+Each of these rules is written once here, for both Polars and SQL callers (`*_sql` functions and
+constants), so that the runner, the reports, the monthly lifecycle and the evaluation agree.
 """
 
 from __future__ import annotations
@@ -27,7 +30,49 @@ import duckdb
 import polars as pl
 
 HIGH, MEDIUM = 0.6, 0.35
-LEAD_GAP_MONTHS = 2
+# Severity names with the lowest score they start at, most severe first; below the last: "low".
+SEVERITIES = (("high", HIGH), ("medium", MEDIUM))
+LEAD_GAP_MONTHS = 2  # quiet months a lead bridges: flagged months further apart start a new lead
+
+# The story of an alert: its watchlist commodity, else its HS6 code.
+STORY_SQL = "coalesce(commodity, substr(hs_code, 1, 6))"
+# The country the flow left, as the reporting side books it.
+FLOW_SENDER_SQL = "CASE WHEN reporter = destination THEN partner ELSE reporter END"
+# The country the goods were shipped from towards the destination: the suspected intermediary,
+# else a suspected origin other than the destination, else the flow's sending country.
+SHIPPER_SQL = f"coalesce(via, CASE WHEN origin <> destination THEN origin END, {FLOW_SENDER_SQL})"
+
+
+# A lead's strength: its lead score, else (an alert stored without one) the alert's own score.
+LEAD_STRENGTH_SQL = "coalesce(lead_score, score)"
+
+
+def severity_sql(score: str) -> str:
+    """SQL naming the severity of the score expression `score`."""
+    whens = " ".join(f"WHEN {score} >= {floor!r} THEN '{name}'" for name, floor in SEVERITIES)
+    return f"CASE {whens} ELSE 'low' END"
+
+
+def lead_order_sql(score: str = "lead_score", key: str = "lead_id") -> str:
+    """SQL ORDER BY terms that rank leads: strongest first, ties by key."""
+    return f"{score} DESC NULLS LAST, {key}"
+
+
+def rank_leads(leads: pl.DataFrame, score: str = "lead_score", key: str = "lead_id",
+               name: str = "lead_rank") -> pl.DataFrame:
+    """`leads` (one row per lead) sorted and numbered 1.. by `lead_order_sql`'s rule."""
+    return (leads.sort([score, key], descending=[True, False], nulls_last=True)
+            .with_row_index(name, offset=1).with_columns(pl.col(name).cast(pl.Int32)))
+
+
+def shipper() -> pl.Expr:
+    """SHIPPER_SQL as a Polars expression over the alert columns."""
+    return pl.sql_expr(SHIPPER_SQL)
+
+
+def story() -> pl.Expr:
+    """STORY_SQL as a Polars expression over the alert columns."""
+    return pl.sql_expr(STORY_SQL)
 
 
 def evidence(strength: pl.Expr, s0: float = 2.5, scale: float = 2.5) -> pl.Expr:
@@ -39,8 +84,11 @@ def size(usd: pl.Expr) -> pl.Expr:
 
 
 def severity(score: pl.Expr) -> pl.Expr:
-    return (pl.when(score >= HIGH).then(pl.lit("high"))
-            .when(score >= MEDIUM).then(pl.lit("medium")).otherwise(pl.lit("low")))
+    """The severity of a score (SEVERITIES)."""
+    named = pl.lit("low")
+    for name, floor in reversed(SEVERITIES):
+        named = pl.when(score >= floor).then(pl.lit(name)).otherwise(named)
+    return named
 
 
 def stable_id(*parts: pl.Expr, length: int = 16) -> pl.Expr:
@@ -74,18 +122,13 @@ def with_ids_and_leads(alerts: pl.DataFrame, families: dict[str, str] | None = N
             pl.lit(None, pl.String).alias("alert_id"), pl.lit(None, pl.String).alias("severity"),
             pl.lit(None, pl.String).alias("lead_id"), pl.lit(None, pl.Int32).alias("lead_rank"),
             pl.lit(None, pl.Float64).alias("lead_score"))
-    shipper = pl.coalesce(
-        pl.col("via"),
-        pl.when(pl.col("origin") != pl.col("destination")).then(pl.col("origin")),
-        pl.when(pl.col("reporter") == pl.col("destination")).then(pl.col("partner")).otherwise(pl.col("reporter")),
-    )
     month_no = pl.col("period").dt.year().cast(pl.Int32) * 12 + pl.col("period").dt.month().cast(pl.Int32)
     df = alerts.with_columns(
         alert_id(pl.col("detector"), pl.col("period"), pl.col("hs_code"), pl.col("origin"), pl.col("via"),
                  pl.col("destination"), pl.col("reporter"), pl.col("partner"), pl.col("evidence")),
         severity(pl.col("score")).alias("severity"),
-        pl.coalesce(pl.col("commodity"), pl.col("hs_code").str.slice(0, 6)).alias("_story"),
-        shipper.alias("_from"),
+        story().alias("_story"),
+        shipper().alias("_from"),
         month_no.alias("_month"),
     )
     corridor = ["_story", "_from", "destination"]
@@ -102,7 +145,6 @@ def with_ids_and_leads(alerts: pl.DataFrame, families: dict[str, str] | None = N
     lead_scores = (df.with_columns(family.alias("_family"))
                    .group_by("lead_id", "_family").agg(pl.col("score").max())
                    .group_by("lead_id").agg((1.0 - (1.0 - pl.col("score")).product()).alias("lead_score")))
-    lead_scores = lead_scores.sort(["lead_score", "lead_id"], descending=[True, False]).with_row_index(
-        "lead_rank", offset=1).with_columns(pl.col("lead_rank").cast(pl.Int32))
+    lead_scores = rank_leads(lead_scores)
     df = df.join(lead_scores, on="lead_id", how="left")
     return df.drop("_story", "_from", "_month", "_episode")

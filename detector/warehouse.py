@@ -19,9 +19,11 @@ from pathlib import Path
 import duckdb
 
 from detector.errors import DetectorError, WarehouseBusy, WarehouseVersionError
+from detector.leftovers import owned_name, remove_left_behind
 
 SCHEMA_VERSION = 4
 DEFAULT_DB = "detector.duckdb"
+SCRATCH_PREFIX = "work-"
 DEFAULT_MEMORY_LIMIT = "3GB"  # DuckDB's share of a process budget of about 4 GB
 
 # Each entry upgrades a warehouse from version (index + 1) to the next; statements only add.
@@ -77,16 +79,6 @@ def _reference_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Warehouse:
     """An open warehouse file. Use as a context manager; `con` is the DuckDB connection."""
 
@@ -108,14 +100,8 @@ class Warehouse:
                 return self._scratch
             folder = Path(f"{self.path}.tmp")
             folder.mkdir(parents=True, exist_ok=True)
-            for left in folder.glob("work-*"):
-                if _process_alive(int(left.name.split("-")[1])):
-                    continue
-                if left.is_dir():
-                    shutil.rmtree(left, ignore_errors=True)
-                else:  # a scratch database file of an earlier version
-                    left.unlink(missing_ok=True)
-            self._scratch = folder / f"work-{os.getpid()}-{id(self):x}"
+            remove_left_behind(folder, SCRATCH_PREFIX)  # (or a scratch database file of an earlier version)
+            self._scratch = folder / owned_name(SCRATCH_PREFIX)
             self._scratch.mkdir()
         return self._scratch
 

@@ -8,9 +8,15 @@ from pathlib import Path
 
 from detector.ingest.comtrade import COMTRADE_COLUMNS
 
+# Comtrade's numeric code and name of each country the test files use (the handmade worlds'
+# background corridors included).
 CODES = {"CHN": ("156", "China"), "USA": ("842", "USA"), "THA": ("764", "Thailand"),
          "MEX": ("484", "Mexico"), "FRA": ("251", "France"), "IND": ("699", "India"),
-         "TWN": ("490", "Other Asia, nes"), "CIV": ("384", "Côte d'Ivoire"), "W00": ("0", "World")}
+         "TWN": ("490", "Other Asia, nes"), "CIV": ("384", "Côte d'Ivoire"), "W00": ("0", "World"),
+         "KOR": ("410", "Rep. of Korea"), "DEU": ("276", "Germany"), "JPN": ("392", "Japan"),
+         "MYS": ("458", "Malaysia"), "VNM": ("704", "Viet Nam"), "BEL": ("56", "Belgium"),
+         "NLD": ("528", "Netherlands"), "GBR": ("826", "United Kingdom"), "CAN": ("124", "Canada"),
+         "BRA": ("76", "Brazil"), "ITA": ("380", "Italy")}
 
 
 def row(reporter="USA", partner="CHN", flow="M", cmd="282580", period="202503", value=1000.0,

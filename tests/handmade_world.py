@@ -13,14 +13,7 @@ import numpy as np
 
 from detector.ingest.comtrade import load_comtrade
 from detector.warehouse import Warehouse
-from tests.comtrade_files import CODES, row, write
-
-# More Comtrade codes than tests/comtrade_files.CODES knows, for background corridors.
-EXTRA = {"KOR": ("410", "Rep. of Korea"), "DEU": ("276", "Germany"), "JPN": ("392", "Japan"),
-         "MYS": ("458", "Malaysia"), "VNM": ("704", "Viet Nam"), "BEL": ("56", "Belgium"),
-         "NLD": ("528", "Netherlands"), "GBR": ("826", "United Kingdom"), "CAN": ("124", "Canada"),
-         "BRA": ("76", "Brazil"), "ITA": ("380", "Italy")}
-CODES.update(EXTRA)
+from tests.comtrade_files import row, write
 
 START = date(2022, 1, 1)
 MONTHS = 42  # 2022-01 .. 2025-06

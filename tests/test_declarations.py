@@ -21,8 +21,9 @@ from detector.detectors.base import DETECTOR_OUTPUT_SCHEMA
 from detector.errors import ConfigError
 from detector.ingest.declarations import load_declarations, read_mapping
 from detector.months import Window
-from detector.runner import detect_one, open_baselines
+from detector.runner import detect_one
 from detector.warehouse import Warehouse
+from tests.declaration_lines import line_scores
 
 KCS_SAMPLE = Path(__file__).resolve().parent / "fixtures" / "kcs_sample_2020h1.csv"
 CHECK_ALERTS = Path("/work/shared/tools/check_alerts.py")
@@ -136,11 +137,6 @@ def kcs_wh(tmp_path_factory):
 
 FAST = declaration_risk.Settings(trees=80, explore_share=0.0)
 
-
-def line_scores(wh, window, settings):
-    """Per-line scores from baselines built afresh from the warehouse as it is now."""
-    with open_baselines(wh, window, partitioned=False) as values:
-        return declaration_risk.score_declarations(values, window, settings)
 
 
 def test_scores_do_not_use_labels_of_the_scored_month_or_later(kcs_wh):

@@ -15,6 +15,7 @@ from detector.ingest.census import load_census
 from detector.ingest.comext import load_comext
 from detector.ingest.comtrade import load_comtrade
 from detector.ingest.mapped import load_mapped, read_mapping
+from detector.ingest.sources import precedence
 from detector.reference import reference_path
 from detector.warehouse import Warehouse
 from tests.comtrade_files import row as comtrade_row
@@ -396,7 +397,7 @@ def test_flows_hs6_rolls_national_lines_up_without_double_counting(wh, tmp_path)
     assert got == [("CHN", "811292", 135.0, None, 3), ("THA", "811292", 50.0, 5.0, 1)]
 
 
-def test_reference_concordance_and_precedence_files():
+def test_reference_concordance_and_source_precedence():
     con = duckdb.connect()
     conc = con.execute("SELECT * FROM read_csv(?, all_varchar = true)",
                        [str(reference_path("hs_concordance.csv"))]).fetchall()
@@ -405,8 +406,7 @@ def test_reference_concordance_and_precedence_files():
     assert {("810600", "810610"), ("810600", "810690"), ("710420", "710421"), ("710490", "710499"),
             ("681510", "681519"), ("811292", "811292")} <= pairs
     assert "basket changed" in next(r[4] for r in conc if r[1] == r[3] == "811292")
-    ranks = dict(con.execute("SELECT source, rank FROM read_csv(?, comment = '#')",
-                             [str(reference_path("source_precedence.csv"))]).fetchall())
+    ranks = dict(precedence())
     assert ranks["census"] < ranks["comtrade"] < ranks["baci"] and ranks["comext"] < ranks["comtrade"]
     months = con.execute("SELECT count(*), min(month), max(month) FROM read_csv(?, comment = '#', all_varchar = true)",
                          [str(reference_path("eur_usd_monthly.csv"))]).fetchone()

@@ -5,8 +5,10 @@ import json
 from datetime import date
 
 import numpy as np
+import polars as pl
 
 from detector.detectors import registry
+from detector.detectors.base import DETECTOR_OUTPUT_SCHEMA
 from detector.ingest.baci import load_baci
 from detector.ingest.census import load_census
 from detector.ingest.comext import load_comext
@@ -55,6 +57,15 @@ def test_detectors_on_comtrade_census_comext_and_baci(tmp_path):
             "SELECT m_usd FROM corridor_months WHERE hs_code = '282580' AND exporter = 'THA' AND importer = 'USA' "
             "AND period = DATE '2025-03-01'")["m_usd"][0]
     assert np.isclose(usa, hub[t] * 1.05, rtol=1e-3)
+    # Every detector runs on the mix and keeps the contract; none sees the annual BACI row (USD 100M
+    # for THA -> USA in 2024) as a month of its own or as part of a monthly baseline.
+    baci_usd = 99_999 * 1000
     for name in registry.all_detectors():
-        assert detect_one(wh, name, window).height >= 0  # every detector runs on the mix
+        found = detect_one(wh, name, window)
+        assert found.schema == pl.Schema(DETECTOR_OUTPUT_SCHEMA), name
+        assert found["score"].is_between(0, 1).all(), name
+        assert found["period"].is_between(window.start, window.end).all(), name
+        near_baci = found.filter(((pl.col("observed") - baci_usd).abs() < 0.01 * baci_usd)
+                                 | ((pl.col("expected") - baci_usd).abs() < 0.01 * baci_usd))
+        assert near_baci.height == 0, (name, near_baci.to_dicts())
     wh.close()

@@ -16,9 +16,11 @@ from detector.ingest.declarations import load_declarations
 from detector.ingest.results import load_results, read_results_mapping
 from detector.months import Window
 from detector.warehouse import Warehouse
+from tests.declaration_lines import line_scores
 
 KCS_SAMPLE = Path(__file__).resolve().parent / "fixtures" / "kcs_sample_2020h1.csv"
 FAST = declaration_risk.Settings(trees=80, explore_share=0.0)
+
 LABELS = ["Fraud", "Critical Fraud"]
 
 
@@ -138,16 +140,16 @@ def test_next_run_trains_on_the_attached_results(cycle, kcs, tmp_path):
     differs from June scored before them (May's labels are the newest training month)."""
     june = Window(date(2020, 6, 1), date(2020, 6, 1))
     with Warehouse.open(cycle["db"]) as wh:
-        blind = declaration_risk.score_declarations(wh, june, FAST)
+        blind = line_scores(wh, june, FAST)
     done = CliRunner().invoke(main, ["--db", str(cycle["db"]), "ingest", "results", str(cycle["may_results"])])
     assert done.exit_code == 0, done.output
     assert "loaded 1,500" in done.output
     with Warehouse.open(cycle["db"]) as wh:
-        informed = declaration_risk.score_declarations(wh, june, FAST)
+        informed = line_scores(wh, june, FAST)
     with Warehouse.open(tmp_path / "labelled.duckdb") as wh:
         kcs.filter(pl.col("Date") < "2020-06").write_csv(tmp_path / "labelled.csv")
         load_declarations(wh, [tmp_path / "labelled.csv", cycle["june"]])
-        reference = declaration_risk.score_declarations(wh, june, FAST)
+        reference = line_scores(wh, june, FAST)
     assert informed.height == blind.height == 1500
     assert informed.equals(reference)
     assert not informed["score"].equals(blind["score"])

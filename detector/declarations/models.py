@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from detector import robust
 from detector.declarations.features import CATEGORICAL
+from detector.outliers import check_model, pyod_model, tail_share
 
 # Numeric model inputs.
 NUMERIC = (
@@ -130,6 +132,9 @@ REASON_TEXT: dict[str, pl.Expr] = {
 GROUPS = list(REASON_TEXT)
 
 
+UNSUPERVISED_MODEL_SETTING = "declaration_risk.unsupervised_model"
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     mode: str = "auto"                 # auto | supervised | unsupervised
@@ -140,6 +145,9 @@ class ModelOptions:
     min_train_labels: int = 200
     n_reasons: int = 3
     lgbm_params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_model(self.unsupervised_model, UNSUPERVISED_MODEL_SETTING)
 
 
 DEFAULT_LGBM = dict(objective="binary", num_leaves=63, learning_rate=0.03, n_estimators=600,
@@ -185,35 +193,33 @@ def predict_supervised(model, train: pl.DataFrame, df: pl.DataFrame) -> tuple[np
     return proba, contrib, names
 
 
+FLAT = 1e-9  # a feature's spread below this counts as none
+
+
 def _robust(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    med = np.nanmedian(fit, axis=0)
-    mad = np.nanmedian(np.abs(fit - med), axis=0) * 1.4826
-    # binary or near-constant columns: use the standard deviation so rare flags still stand out
+    """Each feature's median and spread: the MAD as a standard deviation, or for binary and
+    near-constant features (MAD 0) the standard deviation itself, so that rare flags still stand out."""
+    med, mad = robust.median_mad(fit)
+    spread = robust.sigma(mad, floor=0.0)
     std = np.nanstd(fit, axis=0)
-    scale = np.where(mad > 1e-9, mad, np.where(std > 1e-9, std, 1.0))
+    scale = np.where(spread > FLAT, spread, np.where(std > FLAT, std, 1.0))
     return np.nan_to_num(med), scale
 
 
 def unsupervised_scores(fit_df: pl.DataFrame, df: pl.DataFrame, opts: ModelOptions
                         ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """PyOD score of `df` against `fit_df`, calibrated to 0..1 as the share of fit lines scoring lower,
-    and the oriented robust z of each feature (for the reasons)."""
+    """PyOD score of `df` against `fit_df`, calibrated to 0..1 as one minus its tail share among the
+    fit lines' scores (`detector.outliers.tail_share`), and the oriented robust z of each feature (for
+    the reasons)."""
     names = list(UNSUPERVISED)
     fit = fit_df.select([pl.col(c).cast(pl.Float64) for c in names]).to_numpy()
     cur = df.select([pl.col(c).cast(pl.Float64) for c in names]).to_numpy()
     med, scale = _robust(fit)
     fit_f = np.where(np.isnan(fit), med, fit)
     cur_f = np.where(np.isnan(cur), med, cur)
-    if opts.unsupervised_model == "iforest":
-        from pyod.models.iforest import IForest
-        model = IForest(n_estimators=200, random_state=opts.seed, n_jobs=1)
-    else:
-        from pyod.models.ecod import ECOD
-        model = ECOD()
+    model = pyod_model(opts.unsupervised_model, opts.seed, UNSUPERVISED_MODEL_SETTING)
     model.fit(fit_f)
-    ref = np.sort(model.decision_function(fit_f))
-    raw = model.decision_function(cur_f)
-    calibrated = np.searchsorted(ref, raw, side="right") / max(len(ref), 1)
+    calibrated = 1.0 - tail_share(model.decision_function(fit_f), model.decision_function(cur_f))
     z = (cur_f - med) / scale
     direction = np.array([UNSUPERVISED[n] for n in names], dtype=float)
     oriented = np.where(direction == 0, np.abs(z), z * direction)

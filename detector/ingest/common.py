@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from detector.errors import DetectorError, InputError
+from detector.errors import InputError
 from detector.warehouse import Warehouse
 
 FLOW_KEY = ["source", "period", "reporter", "partner", "partner2", "flow", "hs_code"]
@@ -258,7 +258,8 @@ def restage_rows(con: duckdb.DuckDBPyConnection, path: Path, choose_columns, row
         raise InputError(path, "file changed while it was being loaded; load it again")
 
 
-# Off: every file goes through the DuckDB reader (the fast path must give the same tables).
+# On: plain utf-8 files are read in batches by the Arrow reader; False sends every file through the
+# DuckDB reader (both paths must give the same tables).
 FAST_STAGING = True
 _BATCH_BYTES = 64 << 20  # text per batch of the fast path (an Arrow batch takes about twice this)
 _MAX_LINE = 1 << 20  # well under the DuckDB reader's line limit (2 MB), where it would reject a line
@@ -495,20 +496,11 @@ def load_eur_usd(con: duckdb.DuckDBPyConnection, rates: str | Path | None = None
 
 
 def sync_source_precedence(con: duckdb.DuckDBPyConnection) -> None:
-    """Refresh `source_precedence` (read by the flows_preferred view) from reference/source_precedence.csv."""
-    from detector.reference import reference_path
+    """Refresh `source_precedence` (read by the flows_preferred view) from the sources' declarations."""
+    from detector.ingest.sources import precedence
 
-    path = reference_path("source_precedence.csv")
-    try:
-        con.execute("DELETE FROM source_precedence")
-        con.execute(
-            """INSERT INTO source_precedence
-               SELECT trim(source), CAST(rank AS INTEGER)
-               FROM read_csv(?, header = true, comment = '#', all_varchar = true)""",
-            [str(path)],
-        )
-    except duckdb.Error as exc:
-        raise DetectorError(f"{path}: cannot load source precedence ({_first_line(exc)})") from None
+    con.execute("DELETE FROM source_precedence")
+    con.executemany("INSERT INTO source_precedence VALUES (?, ?)", precedence())
 
 
 def _first_line(exc: Exception) -> str:

@@ -33,12 +33,6 @@ COLUMNS: dict[str, dict[str, str]] = {
     },
 }
 
-# Not in schema.sql (yet): created on load so that joins against it always work.
-_COMTRADE_AREAS_DDL = (
-    "CREATE TABLE IF NOT EXISTS comtrade_areas (comtrade_code INTEGER, name VARCHAR, kind VARCHAR)"
-)
-
-
 def reference_path(name: str) -> Path:
     """Path of a reference file shipped in the package, e.g. reference_path('watchlist.csv')."""
     path = Path(str(resources.files(__name__).joinpath(name)))
@@ -66,7 +60,6 @@ def load_reference(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     All files are read into temporary tables first, so a bad file changes nothing. Runs inside
     the caller's transaction when there is one (Warehouse.transaction()). Returns row counts.
     """
-    con.execute(_COMTRADE_AREAS_DDL)
     counts: dict[str, int] = {}
     try:
         for table in COLUMNS:

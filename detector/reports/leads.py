@@ -12,9 +12,10 @@ import polars as pl
 
 from detector.errors import DetectorError
 from detector.months import parse_month
-from detector.scoring import HIGH, MEDIUM
+from detector.scoring import FLOW_SENDER_SQL, LEAD_STRENGTH_SQL, lead_order_sql, severity_sql
 
-# Public alert columns (SPEC.md), then the two lead columns.
+# The public alert columns in their documented order (the `alerts` table and Parquet), then the
+# two lead columns.
 ALERT_COLUMNS = [
     "alert_id", "run_id", "detector", "period", "hs_code", "commodity", "origin", "via",
     "destination", "reporter", "partner", "score", "severity", "observed", "expected",
@@ -58,7 +59,8 @@ def ranked_leads(wh, period=None, start=None, end=None, top: int | None = None,
     limit = f"LIMIT {int(top)}" if top is not None else ""
     sql = f"""
     WITH selected AS (
-        SELECT {cols}, coalesce(lead_id, alert_id) AS lead_key, coalesce(lead_score, score) AS lead_strength
+        SELECT {cols}, coalesce(lead_id, alert_id) AS lead_key, {LEAD_STRENGTH_SQL} AS lead_strength,
+               {FLOW_SENDER_SQL} AS sender
         FROM alerts WHERE {where}
     ),
     best AS (
@@ -80,16 +82,13 @@ def ranked_leads(wh, period=None, start=None, end=None, top: int | None = None,
         FROM selected GROUP BY lead_key
     )
     SELECT
-        CAST(row_number() OVER (ORDER BY b.lead_strength DESC, b.period DESC, b.lead_key) AS INTEGER) AS rank,
+        CAST(row_number() OVER (ORDER BY {lead_order_sql("b.lead_strength", "b.lead_key")}) AS INTEGER) AS rank,
         b.lead_key AS lead_id, b.lead_rank, b.period, b.commodity, b.hs_code,
         b.origin, b.via, b.destination,
         -- without a suspected origin, the route starts at the shipping country of the flow
-        concat_ws(' -> ',
-                  coalesce(b.origin, CASE WHEN b.reporter = b.destination THEN b.partner ELSE b.reporter END, '?'),
-                  b.via, coalesce(b.destination, '?')) AS route,
+        concat_ws(' -> ', coalesce(b.origin, b.sender, '?'), b.via, coalesce(b.destination, '?')) AS route,
         b.lead_strength AS score,
-        CASE WHEN b.lead_strength >= {HIGH} THEN 'high' WHEN b.lead_strength >= {MEDIUM} THEN 'medium'
-             ELSE 'low' END AS severity,
+        {severity_sql("b.lead_strength")} AS severity,
         d.detectors, dr.n_alerts,
         b.alert_id AS best_alert_id, b.detector AS best_detector, b.reporter, b.partner,
         b.observed, b.expected, b.evidence, b.explanation, dr.alerts
