@@ -19,6 +19,8 @@ import functools
 import numba
 import numpy as np
 
+from detector.robust import robust_z
+
 
 @numba.njit(cache=True, nogil=True)
 def _insert(buf, k, x):
@@ -187,8 +189,8 @@ def series_stats(usd: np.ndarray, kg: np.ndarray) -> dict[str, np.ndarray]:
     # robust z against the trailing year; MAD floored so that flat series are not infinitely
     # sensitive (0.15 in log units is about +-16%)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["z_value"] = (lv - medians["lv_med"]) / (1.4826 * np.fmax(medians["lv_mad"], 0.15))
-        out["z_weight"] = (lw - medians["lw_med"]) / (1.4826 * np.fmax(medians["lw_mad"], 0.15))
+        out["z_value"] = robust_z(lv, medians["lv_med"], medians["lv_mad"], 0.15)
+        out["z_weight"] = robust_z(lw, medians["lw_med"], medians["lw_mad"], 0.15)
     # the highest of the usual levels: trailing year, the same season last year, the year before
     # (all are >= 0; fmax skips NaN, and the last 0 stands for none known)
     out["usd_expected"] = functools.reduce(np.fmax, (medians["usd_med"], out["usd_last_year"],

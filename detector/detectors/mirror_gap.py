@@ -35,6 +35,7 @@ from detector.detectors._common import (
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 from detector.grid import BLOCK_CELLS, GridBlock
 from detector.months import months_back
+from detector.robust import robust_z
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def _block_gaps(block: GridBlock, window: Window, settings: Settings) -> dict[st
         usual = np.where(published & (m3 > 0) & (x3 > 0), log_gap, np.nan)
         gap_med, gap_mad = trailing.rolling_median(usual, 15, 3, True)
         n_hist = trailing.window_count(usual, 15, 3)
-        z_gap = (log_gap - gap_med) / (1.4826 * np.fmax(gap_mad, 0.1))
+        z_gap = robust_z(log_gap, gap_med, gap_mad, 0.1)
         keep = (published & in_window & (n_hist >= settings.min_history)
                 & (np.abs(log_gap - gap_med) >= np.log(settings.min_ratio))
                 & (np.abs(m3 / settings.cif_factor - x3) / 3 >= settings.min_gap_usd)

@@ -25,6 +25,8 @@ from detector.detectors._common import commodity, month, name_of, reporter_partn
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 from detector.grid import BLOCK_CELLS, GridBlock
 from detector.months import months_back
+from detector.outliers import pyod_model, tail_share
+from detector.robust import median_mad, robust_z
 
 FEATURES = {
     "growth": "log growth over the usual level",
@@ -63,34 +65,16 @@ class Settings:
     seed: int = field(default=0, metadata={"doc": "random seed of IForest"})
 
 
-def _model(settings: Settings):
-    if settings.model == "ecod":
-        from pyod.models.ecod import ECOD
-
-        return ECOD()
-    if settings.model == "iforest":
-        from pyod.models.iforest import IForest
-
-        return IForest(random_state=settings.seed, n_estimators=200)
-    from detector.errors import ConfigError
-
-    raise ConfigError(f"multivariate.model '{settings.model}': choose ecod or iforest")
-
-
 def _score_month(train: np.ndarray, test: np.ndarray, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
     """Tail share of each test row among training scores, and per-feature contributions."""
-    model = _model(settings)
+    model = pyod_model(settings.model, settings.seed, "multivariate.model")
     model.fit(train)
-    train_scores = np.sort(model.decision_scores_)
-    test_scores = model.decision_function(test)
-    above = len(train_scores) - np.searchsorted(train_scores, test_scores, side="left")
-    tail = (above + 1) / (len(train_scores) + 1)
+    tail = tail_share(model.decision_scores_, model.decision_function(test))
     if settings.model == "ecod":
         contrib = np.asarray(model.O)[-len(test):]
     else:
-        med = np.median(train, axis=0)
-        mad = np.median(np.abs(train - med), axis=0) + 1e-9
-        contrib = np.abs(test - med) / mad
+        med, mad = median_mad(train)
+        contrib = np.abs(test - med) / (mad + 1e-9)
     return tail, contrib
 
 
@@ -121,8 +105,8 @@ def _block_features(block: GridBlock, world: np.ndarray) -> dict[str, np.ndarray
     supply = np.bincount(cell, np.nan_to_num(usd).ravel(), n_cells)[cell].reshape(usd.shape)
     reported = np.bincount(cell, ~np.isnan(usd).ravel(), n_cells)[cell].reshape(usd.shape)
 
-    def robust_z(level, usual, spread):  # against the usual level, in units of the trailing spread
-        return np.clip(_zero_if_null((level - np.log(1 + usual)) / (1.4826 * np.fmax(spread, 0.15))), 0, 10)
+    def against_usual(level, usual, spread):  # robust z against the usual level, clipped to 0..10
+        return np.clip(_zero_if_null(robust_z(level, np.log(1 + usual), spread, 0.15)), 0, 10)
 
     with np.errstate(invalid="ignore", divide="ignore"):
         share_now = usd / np.where((reported == 0) | (supply == 0), np.nan, supply)
@@ -130,8 +114,8 @@ def _block_features(block: GridBlock, world: np.ndarray) -> dict[str, np.ndarray
         return {
             # rises only: a route that lost trade (after a control, say) is context, not a lead
             "growth": np.fmax(np.log((usd + 1e4) / (expected + 1e4)), 0),
-            "z_value": robust_z(block["lv"], expected, block["lv_mad"]),
-            "z_weight": robust_z(block["lw"], block["kg_expected"], block["lw_mad"]),
+            "z_value": against_usual(block["lv"], expected, block["lv_mad"]),
+            "z_weight": against_usual(block["lw"], block["kg_expected"], block["lw_mad"]),
             "price": _zero_if_null(np.log(usd / np.where(block["kg_row"] == 0, np.nan, block["kg_row"]) / world)),
             # three-month sums: a shipment booked a month late by the importer is not a gap
             "mirror": _zero_if_null(np.log((trailing.window_sum(block["m_usd"], 2, 0) / 1.06 + 1e4)
