@@ -197,8 +197,8 @@ def ingest_floor(csv_path: Path, db: Path) -> None:
     `flows` in one transaction. Prints `name=seconds` lines for the parent."""
     import duckdb
 
-    from detector.ingest.common import FLOW_COLUMNS
     from detector.ingest.comtrade import USED_COLUMNS
+    from detector.ingest.writing import FLOW_COLUMNS
     from detector.warehouse import Warehouse
 
     header = pl.read_csv(csv_path, n_rows=0).columns

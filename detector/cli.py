@@ -325,7 +325,7 @@ def demo(obj: Context, out, seed):
 @friendly_errors
 def monthly(obj: Context, inbox, out, month, window_months, names, log_format, fail_on_high):
     """The monthly batch: load new files, score the rolling window, write Parquet and the report."""
-    from detector.monthly import run_and_exit_code
+    from detector.monthly.shell import run_and_exit_code
 
     code = run_and_exit_code(obj.db, inbox, out, month=month, settings=_settings(obj), log_format=log_format,
                              fail_on_high=fail_on_high, window_months=window_months,

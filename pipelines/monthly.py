@@ -14,7 +14,8 @@ import sys
 
 import click
 
-from detector.monthly import WINDOW_MONTHS, run_and_exit_code
+from detector.monthly.readiness import WINDOW_MONTHS
+from detector.monthly.shell import run_and_exit_code
 from detector.warehouse import default_path
 
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.errors import InputError
-from detector.ingest import common, comtrade
+from detector.ingest import comtrade, fast_staging
 from detector.ingest.comtrade import load_comtrade
 from detector.warehouse import Warehouse
 from tests.comtrade_files import row, write
@@ -59,14 +59,14 @@ def load_both(tmp_path: Path, files: list[Path], monkeypatch) -> tuple[dict, dic
 
     def spy(*args, **kwargs):
         header, batched = real(*args, **kwargs)
-        if common.FAST_STAGING:
+        if fast_staging.FAST_STAGING:
             took.append(batched)
         return header, batched
 
     monkeypatch.setattr(comtrade, "stage_csv_batches", spy)
     results = []
     for fast in (True, False):
-        monkeypatch.setattr(common, "FAST_STAGING", fast)
+        monkeypatch.setattr(fast_staging, "FAST_STAGING", fast)
         db = tmp_path / f"w-{fast}.duckdb"
         with Warehouse.open(db) as wh:
             try:
@@ -141,7 +141,7 @@ def test_several_files_and_a_revision_in_one_call(tmp_path, monkeypatch):
 def count_batches(monkeypatch) -> list[int]:
     """Batches handed to the parse, per load (a list that fills as files are loaded)."""
     counts = []
-    real = common._clean_batches
+    real = fast_staging._clean_batches
 
     def spy(*args):
         counts.append(0)
@@ -149,7 +149,7 @@ def count_batches(monkeypatch) -> list[int]:
             counts[-1] += 1
             yield batch
 
-    monkeypatch.setattr(common, "_clean_batches", spy)
+    monkeypatch.setattr(fast_staging, "_clean_batches", spy)
     return counts
 
 
@@ -158,7 +158,7 @@ def count_batches(monkeypatch) -> list[int]:
 def test_batches_split_a_file_with_the_same_result(tmp_path, monkeypatch, batch_bytes, ending):
     """Small batches: a file read a few lines (or one line) at a time, lines longer than a batch,
     CR LF pairs and the repeated key's line (its text read again) across batch boundaries."""
-    monkeypatch.setattr(common, "_BATCH_BYTES", batch_bytes)
+    monkeypatch.setattr(fast_staging, "_BATCH_BYTES", batch_bytes)
     counts = count_batches(monkeypatch)
     f = write(tmp_path / "b.csv", realistic_rows())
     rewrite(f, {"crlf": lambda b: b, "lf": lambda b: b.replace(b"\r\n", b"\n"),
@@ -170,7 +170,7 @@ def test_batches_split_a_file_with_the_same_result(tmp_path, monkeypatch, batch_
 
 def test_rows_are_numbered_across_batches(tmp_path, monkeypatch):
     """Batched rows keep the file's line numbers: a bad row in the last batch is rejected at its line."""
-    monkeypatch.setattr(common, "_BATCH_BYTES", 500)
+    monkeypatch.setattr(fast_staging, "_BATCH_BYTES", 500)
     rows = [row("USA", p, "M", cmd=c, value=1.0) for p in ("CHN", "THA", "MEX", "FRA") for c in ("282580", "811292")]
     f = write(tmp_path / "n.csv", rows + [row(reporterCode="999")], columns=SUBSET)
     got = assert_same(tmp_path, [f], monkeypatch, fast=True)
@@ -198,7 +198,7 @@ PROBLEMS_LATE = {
 def test_a_problem_in_a_later_batch_falls_back_with_the_same_result(tmp_path, monkeypatch, problem):
     """The first batches are clean (and parsed); a late line, past what the sniffers sample, is not:
     the whole file goes to the DuckDB reader."""
-    monkeypatch.setattr(common, "_BATCH_BYTES", 100_000)
+    monkeypatch.setattr(fast_staging, "_BATCH_BYTES", 100_000)
     counts = count_batches(monkeypatch)
     f = tmp_path / "late.csv"
     f.write_bytes(b"\n".join(PROBLEMS_LATE[problem](many_lines(21_000))) + b"\n")
@@ -212,7 +212,7 @@ def test_a_problem_in_a_later_batch_falls_back_with_the_same_result(tmp_path, mo
 
 
 def test_a_long_clean_file_in_batches(tmp_path, monkeypatch):
-    monkeypatch.setattr(common, "_BATCH_BYTES", 100_000)
+    monkeypatch.setattr(fast_staging, "_BATCH_BYTES", 100_000)
     counts = count_batches(monkeypatch)
     f = tmp_path / "long.csv"
     f.write_bytes(b"\n".join(many_lines(21_000)) + b"\n")
@@ -256,8 +256,8 @@ def test_broken_or_doubtful_files_fall_back_with_the_same_result(tmp_path, monke
 
 
 def test_a_line_over_the_length_bound_falls_back(tmp_path, monkeypatch):
-    monkeypatch.setattr(common, "_MAX_LINE", 300)
-    monkeypatch.setattr(common, "_BATCH_BYTES", 64)
+    monkeypatch.setattr(fast_staging, "_MAX_LINE", 300)
+    monkeypatch.setattr(fast_staging, "_BATCH_BYTES", 64)
     f = write(tmp_path / "long.csv", [row(), row(partner="THA", cmdDesc="x" * 400), row(partner="MEX")])
     got, expected, took = load_both(tmp_path, [f], monkeypatch)
     assert got == expected and took == [False]
@@ -281,7 +281,7 @@ LINE_EDITS = st.sampled_from(["keep", "keep", "keep", "short", "long", "blank", 
 @given(edits=st.lists(LINE_EDITS, min_size=1, max_size=12), final_newline=st.booleans())
 def test_fast_path_and_duckdb_reader_agree_on_any_mix_of_lines(tmp_path_factory, monkeypatch, edits, final_newline):
     tmp_path = tmp_path_factory.mktemp("mix")
-    monkeypatch.setattr(common, "_BATCH_BYTES", 150)  # a few lines a batch
+    monkeypatch.setattr(fast_staging, "_BATCH_BYTES", 150)  # a few lines a batch
     rows = realistic_rows()
     lines = write(tmp_path / "base.csv", rows, columns=SUBSET).read_bytes().replace(b"\r\n", b"\n").split(b"\n")[:-1]
     out = [lines[0]]

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from detector.errors import ConfigError, InputError
-from detector.ingest import common
+from detector.ingest import writing
 from detector.ingest.baci import hs_revision_from_name, load_baci
 from detector.ingest.census import load_census
 from detector.ingest.comext import load_comext
@@ -188,7 +188,7 @@ def test_census_failure_mid_load_leaves_nothing(wh, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(common, "record_rejects", boom)  # after flows and reporting were written
+    monkeypatch.setattr(writing, "record_rejects", boom)  # after flows and reporting were written
     with pytest.raises(RuntimeError):
         load_census(wh, [f])
     for table in ("flows", "reporting", "rejects", "loads"):

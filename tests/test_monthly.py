@@ -16,9 +16,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from detector import monthly
 from detector.cli import main as cli_main
-from detector.monthly import run_monthly
+from detector.monthly import lifecycle, publish, run_monthly
 from detector.sample import generate_world
 from detector.scoring import HIGH
 from detector.warehouse import Warehouse
@@ -142,7 +141,7 @@ def test_rerun_of_the_same_month_gives_the_same_alerts(clean, tmp_path):
 
 def test_lead_lifecycle_new_continuing_closed(clean):
     with Warehouse.open(clean["db"], read_only=True) as wh:
-        status = monthly.lifecycle(wh, "2025-03")
+        status = lifecycle.lifecycle(wh, "2025-03")
         alerts = wh.con.sql("SELECT lead_id, period FROM alerts").pl()
     seen = {m: set(alerts.filter(pl.col("period") == dt.date(2025, m, 1))["lead_id"]) for m in (1, 2, 3)}
     dec = set(alerts.filter(pl.col("period") == dt.date(2024, 12, 1))["lead_id"])
@@ -219,7 +218,7 @@ def test_crash_between_steps_and_sigkill_leave_the_last_complete_run(clean, tmp_
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(monthly, "write_reports", broken)
+    monkeypatch.setattr(publish, "write_reports", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         _run(db, inbox, out)
     monkeypatch.undo()
@@ -314,8 +313,8 @@ def test_a_lead_with_one_quiet_month_is_continuing_not_new(tmp_path):
             ("2024-12", "MYS", "USA"),                             # quiet since: three months
             ("2025-01", "KOR", "USA"),                             # quiet for two months: still open
         ])
-        counts = monthly.write_lead_status(wh.con, dt.date(2025, 3, 1), "run-test")
-        status = monthly.lifecycle(wh, "2025-03")
+        counts = lifecycle.write_lead_status(wh.con, dt.date(2025, 3, 1), "run-test")
+        status = lifecycle.lifecycle(wh, "2025-03")
     lead = {r["shipper"]: r for r in status.iter_rows(named=True)}
     thai = alerts.filter(pl.col("via") == "THA")["lead_id"].unique()
     assert thai.len() == 1  # the scoring rule bridges the quiet month: one lead

@@ -7,10 +7,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from detector import monthly
 from detector.cli import ingest, main
 from detector.errors import DetectorError
 from detector.ingest import sources
+from detector.monthly import inbox
 from detector.warehouse import Warehouse
 from tests.comtrade_files import row, write
 
@@ -22,7 +22,8 @@ HEADERS = {
 
 
 def test_every_declared_source_is_an_ingest_command():
-    assert set(ingest.commands) == {s.name for s in sources.SOURCES} | {"declarations"}
+    # besides the trade sources: customs declaration lines, and the inspection results attached to them
+    assert set(ingest.commands) == {s.name for s in sources.SOURCES} | {"declarations", "results"}
     for source in sources.SOURCES:
         command = ingest.commands[source.name]
         assert command.help == source.description
@@ -35,7 +36,7 @@ def test_inbox_files_are_told_apart_by_their_declared_headers(tmp_path):
         (tmp_path / f"{name}.csv").write_text(header)
     (tmp_path / "exports.json").write_text(json.dumps([["CTY_CODE", "E_COMMODITY", "ALL_VAL_MO"], ["5700", "1", "2"]]))
     (tmp_path / "country_codes_V202501.csv").write_text("country_code,country_name,country_iso2,country_iso3\n")
-    kinds = {f.path.name: f.kind for f in monthly.scan_inbox(tmp_path)}
+    kinds = {f.path.name: f.kind for f in inbox.scan_inbox(tmp_path)}
     assert kinds == {"comtrade.csv.gz": "comtrade", "census.csv": "census", "comext.csv": "comext",
                      "baci.csv": "baci", "exports.json": "census", "country_codes_V202501.csv": "companion"}
 
@@ -45,7 +46,7 @@ def test_a_file_of_no_declared_source_is_refused_in_one_line(tmp_path):
     path = tmp_path / "eu-trade.csv.gz"
     with gzip.open(path, "wt") as fh:
         fh.write("REPORTER,PARTNER,FLOW,PERIOD,VALUE_EUR\nBE,CN,1,202501,100\n")
-    found = monthly.classify(path)
+    found = inbox.classify(path)
     assert found.kind == "unknown"
     assert found.note.startswith("columns not recognised (REPORTER, PARTNER, FLOW, PERIOD, VALUE_EUR)")
     assert "UN Comtrade, CEPII BACI, US Census, Eurostat Comext" in found.note and "\n" not in found.note

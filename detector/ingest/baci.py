@@ -25,16 +25,10 @@ from pathlib import Path
 import duckdb
 
 from detector.errors import InputError
-from detector.ingest.common import (
-    MEASURE_CHECKS_SQL,
-    LoadSummary,
-    column_map,
-    finish_flows,
-    hs_fixed_sql,
-    hs_restored_sql,
-    load_files,
-    stage_csv,
-)
+from detector.ingest.common import LoadSummary, load_files
+from detector.ingest.sql import MEASURE_CHECKS_SQL, column_map, hs_fixed_sql, hs_restored_sql
+from detector.ingest.staging import stage_csv
+from detector.ingest.writing import finish_flows
 from detector.warehouse import Warehouse
 
 SOURCE = "baci"

@@ -29,18 +29,11 @@ from pathlib import Path
 import duckdb
 
 from detector.errors import InputError
-from detector.ingest.common import (
-    MEASURE_CHECKS_SQL,
-    LoadSummary,
-    _head_bytes,
-    column_map,
-    finish_flows,
-    hs_fixed_sql,
-    hs_restored_sql,
-    hs_revision_sql,
-    load_files,
-    stage_csv,
-)
+from detector.ingest.common import LoadSummary, load_files
+from detector.ingest.files import head_bytes
+from detector.ingest.sql import MEASURE_CHECKS_SQL, column_map, hs_fixed_sql, hs_restored_sql, hs_revision_sql
+from detector.ingest.staging import stage_csv
+from detector.ingest.writing import finish_flows
 from detector.warehouse import Warehouse
 
 SOURCE = "census"
@@ -160,7 +153,7 @@ def stage_json(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
 
 
 def _is_json(path: Path) -> bool:
-    return _head_bytes(path, 4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+    return head_bytes(path, 4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
 
 
 def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:

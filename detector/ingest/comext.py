@@ -23,18 +23,11 @@ from pathlib import Path
 
 import duckdb
 
-from detector.ingest.common import (
-    MEASURE_CHECKS_SQL,
-    LoadSummary,
-    column_map,
-    finish_flows,
-    hs_fixed_sql,
-    hs_restored_sql,
-    hs_revision_sql,
-    load_eur_usd,
-    load_files,
-    stage_csv,
-)
+from detector.ingest.common import LoadSummary, load_files
+from detector.ingest.fx import load_eur_usd
+from detector.ingest.sql import MEASURE_CHECKS_SQL, column_map, hs_fixed_sql, hs_restored_sql, hs_revision_sql
+from detector.ingest.staging import stage_csv
+from detector.ingest.writing import finish_flows
 from detector.warehouse import Warehouse
 
 SOURCE = "comext"

@@ -19,17 +19,11 @@ from pathlib import Path
 
 import duckdb
 
-from detector.ingest.common import (
-    LoadSummary,
-    column_map,
-    load_files,
-    raw_row_sql,
-    record_rejects,
-    record_reporting,
-    restage_rows,
-    stage_csv_batches,
-    write_flows,
-)
+from detector.ingest.common import LoadSummary, load_files
+from detector.ingest.fast_staging import restage_rows, stage_csv_batches
+from detector.ingest.rejects import record_rejects
+from detector.ingest.sql import column_map, raw_row_sql
+from detector.ingest.writing import record_reporting, write_flows
 from detector.warehouse import Warehouse
 
 SOURCE = "comtrade"

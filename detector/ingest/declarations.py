@@ -18,7 +18,9 @@ from pathlib import Path
 import duckdb
 
 from detector.errors import ConfigError, InputError
-from detector.ingest.common import LoadSummary, load_files, record_rejects, stage_csv
+from detector.ingest.common import LoadSummary, load_files
+from detector.ingest.rejects import record_rejects
+from detector.ingest.staging import stage_csv
 from detector.warehouse import Warehouse
 
 DEFAULT_MAPPING = "kcs.toml"

@@ -26,18 +26,11 @@ from typing import Any
 import duckdb
 
 from detector.errors import ConfigError, InputError
-from detector.ingest.common import (
-    MEASURE_CHECKS_SQL,
-    LoadSummary,
-    finish_flows,
-    hs_fixed_sql,
-    hs_restored_sql,
-    hs_revision_sql,
-    load_eur_usd,
-    load_files,
-    stage_csv,
-    stage_parquet,
-)
+from detector.ingest.common import LoadSummary, load_files
+from detector.ingest.fx import load_eur_usd
+from detector.ingest.sql import MEASURE_CHECKS_SQL, hs_fixed_sql, hs_restored_sql, hs_revision_sql
+from detector.ingest.staging import stage_csv, stage_parquet
+from detector.ingest.writing import finish_flows
 from detector.warehouse import Warehouse
 
 FIELDS = ["reporter", "partner", "partner2", "flow", "hs_code", "period", "year", "month", "value",
