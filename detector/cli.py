@@ -9,17 +9,18 @@ from pathlib import Path
 
 import click
 
+import detector
 from detector.errors import DetectorError
 from detector.ingest.sources import SOURCES, Source
-from detector.warehouse import Warehouse, default_path
+from detector.options import db_option, debug_option, detector_option, monthly_options, window_options
 
 
 class Context:
     def __init__(self, db: str, debug: bool, config: str | None):
         self.db, self.debug, self.config = db, debug, config
 
-    def open(self, read_only: bool = False) -> Warehouse:
-        return Warehouse.open(self.db, read_only=read_only)
+    def open(self, read_only: bool = False):
+        return detector.open(self.db, read_only=read_only)
 
 
 def friendly_errors(func):
@@ -51,11 +52,10 @@ def friendly_errors(func):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", default=default_path, show_default="$DETECTOR_DB or ./detector.duckdb",
-              help="Warehouse file (DuckDB).")
+@db_option
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Settings file (TOML) overriding detector defaults.")
-@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@debug_option
 @click.version_option(package_name="detector")
 @click.pass_context
 def main(ctx, db, config, debug):
@@ -84,7 +84,7 @@ def _ingest_command(source: Source) -> None:
     @friendly_errors
     def command(obj: Context, paths, **options):
         with obj.open() as wh:
-            _print_summaries(source.load(wh, paths, **options))
+            _print_summaries(detector.load(wh, source.name, paths, **options))
 
     for option in reversed(source.options):
         command = click.option(option.flag, option.keyword, required=option.required, help=option.help,
@@ -134,23 +134,11 @@ def ingest_results(obj: Context, paths, mapping):
 
 # ---------------------------------------------------------------- detectors
 def _settings(obj: Context):
-    from detector.detectors import registry
-    from detector.settings import load_settings
-
-    return load_settings(obj.config, registry.all_detectors())
+    return detector.read_settings(obj.config)
 
 
 def _window(start: str | None, end: str | None, wh):
-    from detector.months import Window, parse_month
-    from detector.runner import default_window
-
-    if not start and not end:
-        return None
-    if start and end:
-        return Window(parse_month(start, "--from"), parse_month(end, "--to"))
-    default = default_window(wh)
-    return Window(parse_month(start, "--from") if start else default.start,
-                  parse_month(end, "--to") if end else default.end)
+    return detector.window(wh, start, end)
 
 
 @main.command()
@@ -171,9 +159,9 @@ def detectors(obj: Context):
 
 
 @main.command("run")
-@click.option("--from", "start", metavar="YYYY-MM", help="First month to score (default: first with a year of history).")
-@click.option("--to", "end", metavar="YYYY-MM", help="Last month to score (default: latest loaded).")
-@click.option("--detector", "names", multiple=True, help="Run only this detector (repeatable).")
+@window_options("First month to score (default: first with a year of history).",
+                "Last month to score (default: latest loaded).")
+@detector_option()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Also write Parquet here.")
 @click.option("--all-codes", is_flag=True,
               help="Every HS code in scope, not only the watchlist's: mirror gaps, unit values, new corridors "
@@ -191,13 +179,10 @@ def detectors(obj: Context):
 @friendly_errors
 def run_cmd(obj: Context, start, end, names, out, all_codes, workers, engine, spark_master, flows_path):
     """Run the detectors over a window of months and store their alerts."""
-    from detector.runner import run_detectors
-
     settings = _settings(obj)
     with obj.open() as wh:
-        result = run_detectors(wh, _window(start, end, wh), list(names) or None, settings,
-                               all_codes=all_codes, workers=workers, engine=engine,
-                               spark_master=spark_master, flows_path=flows_path)
+        result = detector.run(wh, start, end, list(names) or None, settings, all_codes=all_codes,
+                              workers=workers, engine=engine, spark_master=spark_master, flows_path=flows_path)
         for line in result.lines():
             click.echo(line)
         if out:
@@ -218,8 +203,7 @@ def _export_line(out: Path, result: dict) -> str:
 
 @main.command()
 @click.option("--period", metavar="YYYY-MM", help="One month.")
-@click.option("--from", "start", metavar="YYYY-MM", help="First month.")
-@click.option("--to", "end", metavar="YYYY-MM", help="Last month.")
+@window_options("First month.", "Last month.")
 @click.option("--format", "fmt", default="text", show_default=True,
               type=click.Choice(["text", "markdown", "html", "json", "csv"]))
 @click.option("--top", type=int, default=20, show_default=True, help="Leads to show (0 = all).")
@@ -310,17 +294,7 @@ def demo(obj: Context, out, seed):
 
 
 @main.command()
-@click.option("--inbox", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder the published files arrive in (Comtrade, BACI, Census, Comext).")
-@click.option("--out", default="out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the Parquet partitions and reports/.")
-@click.option("--month", metavar="YYYY-MM", help="Month to report (default: the latest month ready).")
-@click.option("--window-months", default=12, show_default=True, type=click.IntRange(2, 120),
-              help="Months re-scored, ending at the month.")
-@click.option("--detector", "names", multiple=True, help="Run only this detector (repeatable; default: all).")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="One line per step: text, or one JSON object per line.")
-@click.option("--fail-on-high", is_flag=True, help="Exit 3 when high-severity new leads are found.")
+@monthly_options
 @click.pass_obj
 @friendly_errors
 def monthly(obj: Context, inbox, out, month, window_months, names, log_format, fail_on_high):

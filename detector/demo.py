@@ -6,13 +6,11 @@ import json
 import time
 from pathlib import Path
 
+import detector
 from detector.evaluate import evaluate, format_evaluation, load_cases
 from detector.export import export_parquet
-from detector.ingest.comtrade import load_comtrade
 from detector.reports import render_report
-from detector.runner import run_detectors
 from detector.sample import generate_world
-from detector.warehouse import Warehouse
 
 
 def _world(out: Path, seed: int, echo) -> Path:
@@ -31,10 +29,10 @@ def run_demo(db: str | Path, out: str | Path, seed: int = 7, settings=None, echo
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     world = _world(out, seed, echo)
-    with Warehouse.open(db) as wh:
-        for summary in load_comtrade(wh, [world / "comtrade_monthly.csv"]):
+    with detector.open(db) as wh:
+        for summary in detector.load(wh, "comtrade", [world / "comtrade_monthly.csv"]):
             echo(summary.line())
-        result = run_detectors(wh, settings=settings)
+        result = detector.run(wh, config=settings)
         for line in result.lines():
             echo(line)
         echo("")

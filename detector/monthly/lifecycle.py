@@ -7,7 +7,7 @@ import datetime as dt
 import polars as pl
 
 from detector.months import months_back, parse_month
-from detector.scoring import LEAD_GAP_MONTHS, SHIPPER_SQL, STORY_SQL, severity_sql
+from detector.scoring import LEAD_GAP_MONTHS, SHIPPER_SQL, STORY_SQL, lead_order_sql, severity_sql
 
 # A lead as detector.scoring draws it: one corridor (story, shipper, destination) over flagged
 # months, quiet gaps of up to LEAD_GAP_MONTHS months bridged. This month's leads are new or
@@ -64,10 +64,12 @@ def write_lead_status(con, month: dt.date, run_id: str) -> dict[str, int]:
     return {s: int(counts.get(s, 0)) for s in ("new", "continuing", "closed")}
 
 
+# The order a month's leads are listed in: new, continuing, closed; most suspicious first in each.
+STATUS_ORDER_SQL = f"CASE status WHEN 'new' THEN 0 WHEN 'continuing' THEN 1 ELSE 2 END, {lead_order_sql()}"
+
+
 def lifecycle(wh_or_con, month) -> pl.DataFrame:
     """The month's leads with their status, most suspicious first within new, continuing, closed."""
     con = getattr(wh_or_con, "con", wh_or_con)
-    return con.sql(
-        """SELECT * FROM lead_status WHERE period = ?
-           ORDER BY CASE status WHEN 'new' THEN 0 WHEN 'continuing' THEN 1 ELSE 2 END,
-                    lead_score DESC, lead_id""", params=[parse_month(month)]).pl()
+    return con.sql(f"SELECT * FROM lead_status WHERE period = ? ORDER BY {STATUS_ORDER_SQL}",
+                   params=[parse_month(month)]).pl()

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from detector.export import DATASETS as EXPORTED
 from detector.export import export_parquet
+from detector.monthly.lifecycle import STATUS_ORDER_SQL
 from detector.monthly.report import write_reports
-from detector.months import Window, months_ahead
+from detector.months import Window, months_ahead, months_between
 from detector.warehouse import Warehouse
 
 STAGING_PREFIX = ".monthly-staging-"
@@ -25,18 +26,13 @@ def _sql_path(path: Path) -> str:
 
 def stage(con_wh: Warehouse, staging: Path, window: Window, month: dt.date, charts: int = 10) -> dict:
     """Write the window's Parquet partitions, the month's lead_status partition and the reports."""
-    periods = []
-    p = window.start
-    while p <= window.end:
-        periods.append(p)
-        p = months_ahead(p, 1)
+    periods = [months_ahead(window.start, k) for k in range(months_between(window.start, window.end) + 1)]
     written = export_parquet(con_wh, staging, periods=periods)
     status_rows = con_wh.con.execute("SELECT count(*) FROM lead_status WHERE period = ?", [month]).fetchone()[0]
     if status_rows:
         con_wh.con.execute(
             f"""COPY (SELECT * FROM lead_status WHERE period = DATE '{month.isoformat()}'
-                      ORDER BY CASE status WHEN 'new' THEN 0 WHEN 'continuing' THEN 1 ELSE 2 END,
-                               lead_score DESC, lead_id)
+                      ORDER BY {STATUS_ORDER_SQL})
                 TO {_sql_path(staging / 'lead_status')} (FORMAT parquet, PARTITION_BY (period), COMPRESSION zstd)""")
     written["lead_status"] = {"rows": int(status_rows), "partitions": 1 if status_rows else 0}
     written["reports"] = write_reports(con_wh, month, staging / "reports", charts=charts)
