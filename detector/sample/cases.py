@@ -7,8 +7,8 @@ global price jump, strong seasonality, a hub's own production, a reporting gap, 
 spike, a steady trend and a post-control rebound. Countries, codes, months and magnitudes are
 drawn per seed within plausible ranges, so nobody can tune a detector to one planted case.
 
-The module is longer than most (about 480 lines) on purpose: it is a catalogue of twelve small,
-independent planting functions that share one registry and one set of drawing helpers, and
+The module is longer than most (about 480 lines) on purpose: it is a catalogue of five kinds of case and seven
+kinds of decoy, small planting functions that share one plan and one set of drawing helpers, and
 reading the cases next to the decoys they are meant to be told apart from is the point.
 """
 
