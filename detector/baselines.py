@@ -269,15 +269,11 @@ def _commodity_stats(baselines: Baselines) -> pl.DataFrame:
 
 
 def prepare(wh, window: Window, all_codes: bool = False, scope: Scope | None = None) -> Baselines:
-    """The baselines of a warehouse's flows and declarations for `window`, in its scratch folder:
-    every code in scope with `all_codes`, else the watchlist's. The caller closes them."""
+    """The baselines of a warehouse's flows for `window`, in its scratch folder: every code in
+    scope with `all_codes`, else the watchlist's. The caller closes them."""
     scope = scope or plan_warehouse(wh.con, window, all_codes)
-    folder = _new_folder(wh)
     with wh.lend_memory():  # the blocks' arrays live on the Python side
-        baselines = build(wh.con, scope, folder)
-    baselines.close_connection()
-    baselines.declarations = _declarations_file(wh.con, window, folder)
-    return baselines
+        return build(wh.con, scope, _new_folder(wh))
 
 
 def for_declarations(wh, scope: Scope) -> Baselines:
