@@ -1,4 +1,4 @@
--- Warehouse schema, version 3 (see SCHEMA_VERSION in warehouse.py). Public contract: see SPEC.md (flows, declarations, rejects, loads,
+-- Warehouse schema, version 5 (see SCHEMA_VERSION in warehouse.py). Public contract: see SPEC.md (flows, declarations, rejects, loads,
 -- watchlist, controls, countries, alerts, runs). Migrations live in warehouse.py.
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 
@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS countries (
 CREATE TABLE IF NOT EXISTS comtrade_areas (comtrade_code INTEGER PRIMARY KEY, name VARCHAR, kind VARCHAR);
 CREATE TABLE IF NOT EXISTS watchlist (
     hs_prefix VARCHAR NOT NULL, commodity VARCHAR NOT NULL, controlling_country VARCHAR,
-    description VARCHAR, note VARCHAR
+    description VARCHAR, note VARCHAR,
+    basket BOOLEAN   -- the code mixes products of very different prices (its unit value follows the mix)
 );
 -- Controlled code -> the uncontrolled code goods are misdeclared under (code_shift detector).
 CREATE TABLE IF NOT EXISTS code_shift_pairs (from_code VARCHAR NOT NULL, to_code VARCHAR NOT NULL, note VARCHAR);

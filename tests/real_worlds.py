@@ -46,3 +46,46 @@ def market_jump(jumped: str, weights: bool = True, factor: float = 2.5) -> list[
         corridors += background(hs, seed=7 + k)
     return _priced(corridors, jumped, factor, weights)
 
+
+BASKET = "811292"                 # Ga, Ge, In, Nb, V in one HS6 (watchlist: basket)
+METAL_USD_PER_KG = np.array([350.0, 1400.0, 300.0, 45.0, 30.0])   # Ga, Ge, In, Nb, V, roughly
+BASKET_BUYERS = ["USA", "JPN", "KOR", "DEU", "NLD", "BEL", "GBR", "FRA", "ITA", "CAN", "IND", "VNM"]
+
+
+def mixed_unit_values(seed: int, months: int = MONTHS) -> np.ndarray:
+    """USD/kg of a route whose buyer takes a drifting mix of the basket's metals: month-to-month
+    noise, persistence, and a lasting change of mix at a random month."""
+    rng = np.random.default_rng(seed)
+    base = rng.dirichlet(np.full(len(METAL_USD_PER_KG), 0.7))
+    drift = np.zeros((months, len(METAL_USD_PER_KG)))
+    for t in range(1, months):
+        drift[t] = 0.6 * drift[t - 1] + rng.normal(0, 0.5, len(METAL_USD_PER_KG))
+    shift_at = int(rng.integers(6, months))
+    drift[shift_at:] += rng.normal(0, 1.2, len(METAL_USD_PER_KG))
+    mix = base * np.exp(drift)
+    mix /= mix.sum(axis=1, keepdims=True)
+    return mix @ METAL_USD_PER_KG
+
+
+def basket_world(planted: bool = True) -> list[Corridor]:
+    """China and four other producers ship the 811292 basket to a dozen buyers, each route with its
+    own drifting mix (unit values moving two- to tenfold with no fraud). Planted: Kazakhstan ->
+    Spain declared at a fifth of its usual value for five months from 2025-01, USD 1.5M a month
+    of goods (a basket code can be undervalued too)."""
+    corridors = []
+    k = 0
+    for exporter in ("CHN", "KAZ", "RUS", "JPN", "KOR"):
+        for j, importer in enumerate(BASKET_BUYERS):
+            if importer == exporter or (k % 3 == 2 and exporter != "CHN"):
+                k += 1
+                continue
+            kg = level(2_000 + 400 * j, seed=700 + k, noise=0.15)
+            uv = mixed_unit_values(seed=900 + k)
+            corridors.append(Corridor(exporter, importer, BASKET, kg * uv, usd_per_kg=uv))
+            k += 1
+    if planted:
+        cheap = np.full(MONTHS, 400.0)
+        cheap[month_index("2025-01"):month_index("2025-01") + 5] *= 0.2
+        kg = level(3_750, seed=777)
+        corridors.append(Corridor("KAZ", "ESP", BASKET, kg * cheap, usd_per_kg=cheap))
+    return corridors
