@@ -155,7 +155,7 @@ def market_sql(series: str = "corridor_stats", key: str = "hs_code", where: str 
 
 # The scope's tables a detector may read (besides corridor_stats, corridor_months, corridor_keys,
 # commodity_stats, consignments and declarations).
-SCOPE_TABLES = ("scope_codes", "control_events", "countries", "code_shift_pairs", "watchlist")
+SCOPE_TABLES = ("scope_codes", "control_events", "countries", "code_shift_pairs", "watchlist", "hubs")
 
 # DuckDB's memory for the detectors' queries (they spill beyond it to the baselines' folder).
 QUERY_MEMORY_LIMIT = "1GB"

@@ -81,6 +81,13 @@ FROM controls,
 WHERE kind IN ('licence', 'ban')
 """
 
+# Known re-export and processing hubs (detector/reference/hubs.csv).
+HUBS_SQL = """
+SELECT iso3, kind FROM read_csv(?, header = true, auto_detect = false,
+                                columns = {'iso3': 'VARCHAR', 'kind': 'VARCHAR', 'note': 'VARCHAR'})
+ORDER BY iso3
+"""
+
 # Which reporter published which flow for which month of the grid.
 PUBLISHED_SQL = """
 SELECT DISTINCT reporter, flow, datediff('month', CAST($lo AS DATE), period) AS month_no FROM reporting
@@ -126,6 +133,7 @@ def plan(con: duckdb.DuckDBPyConnection, window: Window, all_codes: bool, first:
     tables["countries"] = con.sql("SELECT iso3, name FROM countries ORDER BY iso3").pl()
     tables["code_shift_pairs"] = con.sql("SELECT from_code, to_code FROM code_shift_pairs").pl()
     tables["watchlist"] = con.sql("SELECT * FROM watchlist").pl()
+    tables["hubs"] = con.sql(HUBS_SQL, params=[str(reference_path("hubs.csv"))]).pl()
     tables["published"] = con.sql(PUBLISHED_SQL, params={"lo": lo, "hi": window.end}).pl()
     if source_choice is not None:
         tables["source_choice"] = source_choice

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.handmade_world import MONTHS, Corridor, background, level, month_index, ramp
+from tests.handmade_world import MONTHS, Corridor, background, level, month_index
 
 ANTIMONY_OXIDE, OTHER_OXIDES = "282580", "282590"   # a code_shift pair (detector/reference/code_shift_pairs.csv)
 JUMP = month_index("2024-10")
@@ -88,4 +88,51 @@ def basket_world(planted: bool = True) -> list[Corridor]:
         cheap[month_index("2025-01"):month_index("2025-01") + 5] *= 0.2
         kg = level(3_750, seed=777)
         corridors.append(Corridor("KAZ", "ESP", BASKET, kg * cheap, usd_per_kg=cheap))
+    return corridors
+
+
+CHINA_BUYERS = {"HKG": 3_000_000, "JPN": 6_000_000, "KOR": 4_000_000, "DEU": 3_500_000, "USA": 2_500_000,
+                "NLD": 2_000_000, "BEL": 1_500_000, "GBR": 1_200_000, "FRA": 1_000_000, "IND": 900_000,
+                "VNM": 800_000, "CAN": 600_000, "ITA": 500_000, "ESP": 400_000, "AUS": 300_000}
+
+
+def one_sided(planted: bool = True) -> list[Corridor]:
+    """Only China reports: its exports of the 811292 basket (drifting mixes, so drifting unit
+    values) and of antimony oxides (282580) to fifteen buyers, 2022-01..2025-06.
+
+    After the August 2023 gallium/germanium licence China's 811292 exports fall to about 40% on
+    most routes (Japan 20%) and, planted, those to Hong Kong rise about sixfold within four
+    months (the pattern of 2023-2024). After the December 2024 US ban on antimony, China's
+    282580 exports to the US fall to 3% and, planted, those to Thailand rise fivefold.
+    Decoys: Viet Nam's 811292 imports grow steadily 2% a month throughout (a trend, not a
+    diversion), a single lumpy shipment to India (one month 7x), a pre-licence rush to Korea in
+    June-July 2023, and a world-wide antimony price doubling in 2025 on every route."""
+    licence, ban = month_index("2023-08"), month_index("2024-12")
+    corridors = []
+    for j, (dest, base) in enumerate(CHINA_BUYERS.items()):
+        kg_basket = level(base / 300.0, seed=1000 + j, noise=0.12)
+        uv = mixed_unit_values(seed=1100 + j)
+        usd = kg_basket * uv
+        usd[licence:] *= 0.2 if dest == "JPN" else 0.4
+        if dest == "HKG" and planted:
+            usd[licence + 1:] *= np.minimum(1.5 * np.arange(1, MONTHS - licence), 15.0)   # to 6x by month 4
+        if dest == "VNM":
+            usd *= 1.02 ** np.arange(MONTHS) / 0.4 ** (np.arange(MONTHS) >= licence)   # untouched trend
+        if dest == "IND":
+            usd[month_index("2024-03")] *= 7.0
+        if dest == "KOR":
+            usd[licence - 2:licence] *= 3.0
+        corridors.append(Corridor("CHN", dest, BASKET, usd, usd_per_kg=uv, reporters="X"))
+        price = np.full(MONTHS, 12.0)
+        price[month_index("2025-01"):] *= 2.0
+        oxide = level(base / 4, seed=1200 + j) * price / 12.0
+        if dest == "USA":
+            oxide[ban:] *= 0.03
+        if dest == "THA" and planted:
+            oxide[ban:] *= 5.0
+        corridors.append(Corridor("CHN", dest, ANTIMONY_OXIDE, oxide, usd_per_kg=price, reporters="X"))
+    thai = level(400_000, seed=1300) * np.where(np.arange(MONTHS) >= month_index("2025-01"), 2.0, 1.0)
+    if planted:
+        thai[ban:] *= 5.0
+    corridors.append(Corridor("CHN", "THA", ANTIMONY_OXIDE, thai, usd_per_kg=12.0, reporters="X"))
     return corridors

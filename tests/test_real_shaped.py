@@ -11,7 +11,7 @@ import pytest
 from detector.months import Window
 from detector.runner import run_detectors
 from tests.handmade_world import load_world
-from tests.real_worlds import ANTIMONY_OXIDE, OTHER_OXIDES, basket_world, market_jump
+from tests.real_worlds import ANTIMONY_OXIDE, OTHER_OXIDES, basket_world, market_jump, one_sided
 
 WINDOW = Window(date(2023, 1, 1), date(2025, 6, 1))
 
@@ -49,3 +49,56 @@ def test_basket_code_mix_shifts_do_not_flood_unit_value(tmp_path):
     assert (alerts.filter(pl.col("reporter") != "ESP")["score"] < 0.6).all()
     import json
     assert all(json.loads(e)["basket"] and json.loads(e)["months_far"] >= 3 for e in alerts["evidence"])
+
+
+def leads_table(alerts: pl.DataFrame) -> pl.DataFrame:
+    """One row per lead: rank, commodity, shipper (via, else partner), destination, detectors."""
+    return (alerts.group_by("lead_id")
+            .agg(pl.col("lead_rank").first(), pl.col("commodity").first(),
+                 pl.coalesce(pl.col("via"), pl.col("partner")).first().alias("shipper"),
+                 pl.col("destination").first(), pl.col("detector").unique().sort().str.join(",").alias("detectors"))
+            .sort("lead_rank"))
+
+
+def test_one_sided_world_finds_the_diversions_from_the_controlling_countrys_books(tmp_path):
+    """Only China reports. Its 811292 exports to Hong Kong after the gallium/germanium licence and
+    its antimony oxide exports to Thailand after the US ban are the two top leads; the steady
+    grower, the lumpy shipment, the pre-licence rush and the antimony price doubling are not
+    leads of export_diversion at all."""
+    with load_world(tmp_path, one_sided()) as wh:
+        alerts = run_all(wh)
+    leads = leads_table(alerts)
+    top = {(r["commodity"], r["shipper"]) for r in leads.head(2).iter_rows(named=True)}
+    assert top == {("gallium_germanium", "HKG"), ("antimony", "THA")}, leads.head(5)
+    diversion = alerts.filter(pl.col("detector") == "export_diversion")
+    assert set(diversion["via"]) == {"HKG", "THA"}
+    assert set(diversion.filter(pl.col("via") == "THA")["destination"]) == {"USA"}   # the ban's target
+    assert diversion.filter(pl.col("via") == "HKG")["period"].min() >= date(2023, 8, 1)
+    assert "Hong Kong" in diversion.sort("score")["explanation"][-1] or "Thailand" in diversion.sort("score")["explanation"][-1]
+
+
+def test_one_sided_world_without_the_diversions_gives_no_diversion_alert(tmp_path):
+    with load_world(tmp_path, one_sided(planted=False)) as wh:
+        alerts = run_all(wh)
+    assert alerts.filter(pl.col("detector") == "export_diversion").height == 0
+
+
+def test_export_diversion_joins_the_transshipment_lead_when_every_side_reports(tmp_path):
+    """China -> Thailand -> USA with both books of every leg: the diversion seen from China's side
+    and the triangle are one lead, and count as one evidence family."""
+    from tests.handmade_world import background, thai_triangle
+
+    with load_world(tmp_path, [*thai_triangle(ANTIMONY_OXIDE), *background(ANTIMONY_OXIDE)]) as wh:
+        alerts = run_all(wh)
+    diversion = alerts.filter(pl.col("detector") == "export_diversion")
+    triangle = alerts.filter(pl.col("detector") == "transshipment")
+    assert diversion.height > 0 and triangle.height > 0
+    assert set(diversion["lead_id"]) <= set(triangle["lead_id"])
+    lead = alerts.filter(pl.col("lead_id") == diversion["lead_id"][0])
+    best = lead.group_by("detector").agg(pl.col("score").max())
+    best = dict(zip(best["detector"], best["score"], strict=True))
+    # transshipment and export_diversion share a family: the lead's score counts the better one once
+    others = [s for d, s in best.items() if d not in ("transshipment", "export_diversion")]
+    expected = 1 - (1 - max(best.get("transshipment", 0), best["export_diversion"])) * __import__("math").prod(
+        1 - s for s in others)
+    assert abs(lead["lead_score"][0] - expected) < 1e-9
