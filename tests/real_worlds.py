@@ -136,3 +136,36 @@ def one_sided(planted: bool = True) -> list[Corridor]:
         thai[ban:] *= 5.0
     corridors.append(Corridor("CHN", "THA", ANTIMONY_OXIDE, thai, usd_per_kg=12.0, reporters="X"))
     return corridors
+
+
+NOISY_COUNTRIES = ["USA", "DEU", "FRA", "JPN", "KOR", "GBR", "ITA", "CAN", "BRA", "BEL", "NLD", "VNM", "IND", "MEX",
+                   "ESP", "POL", "AUS", "IDN", "PHL", "TUR"]
+
+
+def noisy(seed: int = 5, planted: bool = True) -> list[Corridor]:
+    """Three watched codes, each with about 150 noisy corridors (30% month-to-month noise, a lumpy
+    month now and then, sizes spread over two orders of magnitude), and two planted cases: the
+    Thai antimony triangle after the US ban and a basket route undervalued to a fifth."""
+    rng = np.random.default_rng(seed)
+    corridors = []
+    for k, hs in enumerate((ANTIMONY_OXIDE, BASKET, "811010")):
+        pairs = {(e, i) for e, i in rng.choice(NOISY_COUNTRIES, size=(200, 2)) if e != i}
+        for j, (e, i) in enumerate(sorted(pairs)[:150]):
+            usd = level(float(np.exp(rng.uniform(np.log(60_000), np.log(6_000_000)))), seed=seed * 1000 + k * 200 + j,
+                        noise=0.3)
+            lumpy = rng.random(MONTHS) < 0.03
+            usd[lumpy] *= rng.uniform(2, 5, lumpy.sum())
+            uv = mixed_unit_values(seed=seed * 1000 + k * 200 + j) if hs == BASKET else 40.0
+            corridors.append(Corridor(str(e), str(i), hs, usd * (uv / 300.0 if hs == BASKET else 1.0), usd_per_kg=uv))
+    if planted:
+        corridors += thai_triangle_routes()
+        cheap = np.full(MONTHS, 400.0)
+        cheap[month_index("2025-01"):month_index("2025-01") + 5] *= 0.2
+        corridors.append(Corridor("KAZ", "ESP", BASKET, level(3_750, seed=777) * cheap, usd_per_kg=cheap))
+    return corridors
+
+
+def thai_triangle_routes() -> list[Corridor]:
+    from tests.handmade_world import thai_triangle
+
+    return thai_triangle(ANTIMONY_OXIDE)

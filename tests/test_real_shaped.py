@@ -102,3 +102,40 @@ def test_export_diversion_joins_the_transshipment_lead_when_every_side_reports(t
     expected = 1 - (1 - max(best.get("transshipment", 0), best["export_diversion"])) * __import__("math").prod(
         1 - s for s in others)
     assert abs(lead["lead_score"][0] - expected) < 1e-9
+
+
+def test_large_noisy_world_keeps_the_planted_cases_on_top(tmp_path):
+    from tests.real_worlds import noisy
+
+    with load_world(tmp_path, noisy()) as wh:
+        alerts = run_all(wh)
+    top = {(r["commodity"], r["shipper"]) for r in leads_table(alerts).head(10).iter_rows(named=True)}
+    assert {("antimony", "THA"), ("gallium_germanium", "KAZ")} <= top
+
+
+def test_false_discovery_rate_is_weighted_benjamini_hochberg_per_month():
+    """Two months, 1,000 tests each (100 on watched codes, weight 20): the kept alerts are those
+    whose weighted p-value passes the BH line of their own month."""
+    from detector.detectors.base import DETECTOR_OUTPUT_SCHEMA
+    from detector.scoring import control_fdr
+
+    rows = []
+    for period, ps in ((date(2025, 1, 1), [1e-6, 2e-4, 3e-3]), (date(2025, 2, 1), [4e-5, 0.2])):
+        for k, p in enumerate(ps):
+            rows.append({"detector": "unit_value", "period": period, "hs_code": "282580", "commodity": "antimony",
+                         "score": 0.5, "evidence": "{}", "p_value": p, "reporter": f"R{k}"})
+    rows.append({"detector": "unit_value", "period": date(2025, 1, 1), "hs_code": "999999", "commodity": None,
+                 "score": 0.5, "evidence": '{"z":5}', "p_value": 1e-4, "reporter": "X"})
+    alerts = pl.DataFrame(rows).with_columns(
+        *[pl.lit(None, dtype).alias(c) for c, dtype in DETECTOR_OUTPUT_SCHEMA.items() if c not in rows[0]]
+    ).select(list(DETECTOR_OUTPUT_SCHEMA)).cast(DETECTOR_OUTPUT_SCHEMA)
+    tests = pl.DataFrame({"period": [date(2025, 1, 1), date(2025, 1, 1), date(2025, 2, 1), date(2025, 2, 1)],
+                          "watched": [True, False, True, False], "n": [100, 900, 100, 900]})
+    kept = control_fdr(alerts, tests, {"unit_value": "scored"}, 0.05, 20.0)
+    # weights: watched 20 * 1000 / (20 * 100 + 900) = 6.9, unwatched 0.34; m = 1000 a month
+    # January q = p / w: 1.4e-7, 2.9e-5, 2.9e-4 (unwatched 1e-4 / 0.34 = 2.9e-4): BH line k * 5e-5
+    assert sorted(kept.filter(pl.col("period") == date(2025, 1, 1))["reporter"].to_list()) == ["R0", "R1"]
+    assert kept.filter(pl.col("period") == date(2025, 2, 1))["reporter"].to_list() == ["R0"]
+    assert kept["evidence"][0].startswith('{"p_value":') and "fdr_q" in kept["evidence"][0]
+    assert "p_value" not in kept.columns
+    assert control_fdr(alerts, tests, {"unit_value": "scored"}, 0.0, 20.0).height == alerts.height

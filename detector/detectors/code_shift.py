@@ -21,7 +21,7 @@ from detector.detectors._common import (
     times,
     usd,
 )
-from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
 
 SQL = """
 WITH pairs AS (
@@ -96,6 +96,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     strength = 2.5 + 6 * pl.col("balance") * pl.col("drop_share")
     df = df.with_columns(
         (scoring.evidence(strength) * scoring.size(pl.col("shifted_usd"))).clip(0, 1).alias("score"),
+        z_tail(strength, settings.min_history - 1).alias("p_value"),
         pl.lit("code_shift").alias("detector"),
         pl.col("to_code").alias("hs_code"),
         pl.col("controlling_country").alias("origin"),
@@ -124,4 +125,5 @@ SPEC = DetectorSpec(
     version="1.0",
     settings_class=Settings,
     detect=detect,
+    tests="watched",
 )

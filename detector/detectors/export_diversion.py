@@ -27,7 +27,7 @@ import polars as pl
 from detector import scoring
 from detector.baselines import Baselines
 from detector.detectors._common import evidence_json, month, name_of, pct, reporter_partner, times, usd
-from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
 
 SQL = """
 WITH controls AS (   -- export restrictions per commodity and date, with the destinations named (NULL: all)
@@ -159,6 +159,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     df = df.with_columns(
         (scoring.evidence(pl.col("z")) * scoring.size(pl.col("excess_usd")) * timing * hub * share * loss)
         .clip(0, 1).alias("score"),
+        z_tail(pl.col("z"), pl.col("n_pre") - 1).alias("p_value"),
         pl.lit("export_diversion").alias("detector"),
         pl.col("dest").alias("via"),
         pl.col("lost_to").alias("destination"),
@@ -191,4 +192,5 @@ SPEC = DetectorSpec(
     settings_class=Settings,
     detect=detect,
     family="transshipment",
+    tests="watched",
 )

@@ -303,6 +303,7 @@ def _alerts(df: pl.DataFrame, settings: Settings, countries: dict[str, str]) -> 
     ).with_columns(
         (scoring.evidence(pl.col("strength"), s0=2.0, scale=1.5) * scoring.size(pl.col("excess_usd"))
          * settings.weight * (0.7 + 0.15 * (pl.col("months_elevated") - 1).clip(0, 2))).clip(0, 1).alias("score"),
+        pl.col("tail").alias("p_value"),   # the tail share among the training rows: a conformal p-value
         pl.lit("multivariate").alias("detector"),
         pl.col("importer").alias("destination"),
         *reporter_partner(),

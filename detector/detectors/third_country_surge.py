@@ -26,7 +26,7 @@ from detector.detectors._common import (
     times,
     usd,
 )
-from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
 
 SQL = f"""
 WITH latest_control AS ({LATEST_CONTROL_SQL}),
@@ -104,7 +104,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     persistence = 0.7 + 0.15 * (pl.col("months_elevated") - 1).clip(0, 2)
     df = df.with_columns(
         (scoring.evidence(pl.col("z")) * scoring.size(pl.col("excess_usd")) * context * persistence)
-        .clip(0, 1).alias("score"))
+        .clip(0, 1).alias("score"), z_tail(pl.col("z"), pl.col("n_hist") - 1).alias("p_value"))
     hub, dest, origin = (name_of(pl.col(c), names) for c in ("via", "destination", "origin"))
     direct_part = (pl.when(pl.col("direct_usual") > 0)
                    .then(pl.format(", while {}'s direct {} exports to {} were {} of their usual level",
@@ -143,4 +143,5 @@ SPEC = DetectorSpec(
     settings_class=Settings,
     detect=detect,
     family="volume",
+    tests="watched",
 )

@@ -28,7 +28,7 @@ from detector.detectors._common import (
     times,
     usd,
 )
-from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
 
 # The triangle over one kind of series: the same HS code through the hub, or the whole commodity
 # (a hub may turn ore into oxide). `{series}` yields product, commodity and the baseline columns.
@@ -147,7 +147,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     persistence = 0.7 + 0.15 * (pl.col("months_elevated") - 1).clip(0, 2)
     df = df.with_columns(
         (scoring.evidence(strength) * scoring.size(pl.col("excess_flow")) * context * persistence)
-        .clip(0, 1).alias("score"))
+        .clip(0, 1).alias("score"), z_tail(strength, pl.col("n_hist") - 1).alias("p_value"))
     # One alert per hub, destination, commodity and month: the level (code or commodity) that scores higher.
     df = df.sort("score", "level", descending=[True, False]).unique(
         ["commodity", "via", "destination", "period"], keep="first", maintain_order=True)
@@ -182,4 +182,5 @@ SPEC = DetectorSpec(
     version="1.0",
     settings_class=Settings,
     detect=detect,
+    tests="watched",
 )

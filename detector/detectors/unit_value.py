@@ -30,7 +30,7 @@ from detector.detectors._common import (
     reporter_partner,
     usd,
 )
-from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
 
 SQL = """
 WITH priced AS (
@@ -116,6 +116,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     exp_, imp = name_of(pl.col("exporter"), names), name_of(pl.col("importer"), names)
     df = df.with_columns(
         (scoring.evidence(pl.col("z_hist").abs()) * scoring.size(pl.col("value_gap")) * context).clip(0, 1).alias("score"),
+        (2 * z_tail(pl.col("z_hist").abs(), pl.col("n_hist") - 1)).clip(0, 1).alias("p_value"),
         pl.lit("unit_value").alias("detector"),
         pl.col("importer").alias("destination"),
         *reporter_partner(),
