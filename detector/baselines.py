@@ -32,6 +32,7 @@ import polars as pl
 from detector import grid
 from detector.grid import BLOCK_CELLS, GridBlock
 from detector.months import Window, months_ahead
+from detector.robust import sigma_sql
 from detector.scope import HISTORY_MONTHS, Scope, plan_warehouse  # noqa: F401 (HISTORY_MONTHS: docs, tests)
 
 # One row per corridor and month with something reported on either side, from the preferred source
@@ -128,9 +129,34 @@ JOIN (SELECT DISTINCT importer, period FROM corridor_months) d
 GROUP BY ALL
 """
 
+# How far the whole market of a code (or commodity) moved in a month: the median, over its
+# corridors with a year of history, of each corridor's log change against its trailing-year median
+# (value: lv - lv_med; weight: lw - lw_med, recovered from the robust z and its spread). A world-wide
+# price jump moves every corridor's value at once and so the median; one route's surge does not.
+# Only rises count (a market-wide fall, after a control say, is no reason to see surges), and only
+# with at least MARKET_MIN_CORRIDORS corridors. Columns: {key}, period, market_lv, market_lw (logs,
+# >= 0). `{series}`: corridor_stats or commodity_stats; `{where}`: an extra condition.
+MARKET_MIN_CORRIDORS = 5
+MARKET_SQL = """
+SELECT {key}, period,
+       CASE WHEN count(*) >= """ + str(MARKET_MIN_CORRIDORS) + """
+            THEN greatest(median(z_value * """ + sigma_sql("lv_mad", 0.15) + """), 0) ELSE 0 END AS market_lv,
+       CASE WHEN count(z_weight) >= """ + str(MARKET_MIN_CORRIDORS) + """
+            THEN greatest(median(z_weight * """ + sigma_sql("lw_mad", 0.15) + """), 0) ELSE 0 END AS market_lw
+FROM {series}
+WHERE usd > 0 AND n_hist >= 6 AND z_value IS NOT NULL {where}
+GROUP BY ALL
+"""
+
+
+def market_sql(series: str = "corridor_stats", key: str = "hs_code", where: str = "") -> str:
+    """MARKET_SQL over one kind of series (a CTE body)."""
+    return MARKET_SQL.format(series=series, key=key, where=where)
+
+
 # The scope's tables a detector may read (besides corridor_stats, corridor_months, corridor_keys,
 # commodity_stats, consignments and declarations).
-SCOPE_TABLES = ("scope_codes", "control_events", "countries", "code_shift_pairs", "watchlist")
+SCOPE_TABLES = ("scope_codes", "control_events", "countries", "code_shift_pairs", "watchlist", "hubs")
 
 # DuckDB's memory for the detectors' queries (they spill beyond it to the baselines' folder).
 QUERY_MEMORY_LIMIT = "1GB"

@@ -29,10 +29,15 @@ def robust_z(value, median, mad, floor: float):
     return (value - median) / sigma(mad, floor)
 
 
+def sigma_sql(mad: str, floor: float) -> str:
+    """sigma as SQL over the MAD expression given."""
+    return f"({MAD_TO_SIGMA} * greatest({mad}, {floor!r}))"
+
+
 def robust_z_sql(value: str, median: str, mad: str, floor: float) -> str:
     """robust_z as SQL over the expressions given; floor 0: NULL where the MAD is 0 (a flat history)."""
     if floor > 0:
-        return f"(({value}) - ({median})) / ({MAD_TO_SIGMA} * greatest({mad}, {floor!r}))"
+        return f"(({value}) - ({median})) / {sigma_sql(mad, floor)}"
     return f"CASE WHEN ({mad}) > 0 THEN (({value}) - ({median})) / ({MAD_TO_SIGMA} * ({mad})) END"
 
 

@@ -27,20 +27,28 @@ MIN_HISTORY_MONTHS = 12  # a month is scored once this many months of data prece
 class RunResult:
     run_id: str
     window: Window
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)    # alerts kept
+    found: dict[str, int] = field(default_factory=dict)     # alerts before the false discovery rate
     seconds: dict[str, float] = field(default_factory=dict)
     alerts: pl.DataFrame | None = None
+    fdr_rate: float = 0.0
 
     def lines(self) -> list[str]:
         out = [f"run {self.run_id}: {self.window.start:%Y-%m} .. {self.window.end:%Y-%m}"]
         for name, n in self.counts.items():
-            out.append(f"  {name:<22} {n:>6,} alerts  {self.seconds.get(name, 0):6.2f}s")
+            found = self.found.get(name, n)
+            kept = f" (of {found:,} found)" if found != n else ""
+            out.append(f"  {name:<22} {n:>6,} alerts  {self.seconds.get(name, 0):6.2f}s{kept}")
         for step in ("scope", "baselines"):
             if step in self.seconds:
                 out.append(f"  {'(shared ' + step + ')':<22} {'':>6}         {self.seconds[step]:6.2f}s")
         total = sum(self.counts.values())
         leads = 0 if self.alerts is None or self.alerts.height == 0 else self.alerts["lead_id"].n_unique()
         out.append(f"  {'total':<22} {total:>6,} alerts in {leads:,} leads, {sum(self.seconds.values()):.2f}s")
+        if self.fdr_rate > 0:
+            months = (self.window.end.year - self.window.start.year) * 12 + self.window.end.month - self.window.start.month + 1
+            out.append(f"  false discovery rate {self.fdr_rate:.0%} a month: kept {total:,} of "
+                       f"{sum(self.found.values()):,} alerts found, {total / months:,.0f} a month")
         return out
 
 
@@ -100,19 +108,28 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
     partitioned = engine == "spark" or workers > 0
     scope = plan_warehouse(wh.con, window, all_codes, with_source_choice=partitioned)
     result.seconds["scope"] = time.perf_counter() - t0
-    found, tables = _detect(wh, scope, chosen, settings, workers, engine, spark_master, flows_path, result)
+    found, tables, tests = _detect(wh, scope, chosen, settings, workers, engine, spark_master, flows_path, result)
+    # The false discovery rate over every test of each month, all detectors and partitions together
+    # (here, where every engine's alerts meet, so that all three keep the same ones).
+    raw = pl.concat([found.get(spec.name, empty_output()) for spec in chosen], how="vertical_relaxed")
+    tested = {spec.name: spec.tests for spec in chosen if spec.partitioned}
+    kept_now = scoring.control_fdr(raw, tests, tested, settings.fdr.rate, settings.fdr.watched_weight)
+    result.fdr_rate = settings.fdr.rate
+    by_name = {name: frame for (name,), frame in kept_now.partition_by("detector", as_dict=True).items()}
     frames = []
     for spec in chosen:
-        df = found.get(spec.name, empty_output())
+        result.found[spec.name] = found.get(spec.name, empty_output()).height
+        df = by_name.get(spec.name, empty_output().drop("p_value"))
         result.counts[spec.name] = df.height
         frames.append(df.with_columns(pl.lit(result.run_id).alias("run_id")))
     # Leads are drawn over every alert of the window, those of detectors not run now included, so
     # that a partial rerun keeps one consistent ranking.
+    stored = {k: v for k, v in DETECTOR_OUTPUT_SCHEMA.items() if k != "p_value"}
     kept = wh.frame(
-        f"SELECT {', '.join(DETECTOR_OUTPUT_SCHEMA)}, run_id FROM alerts "
+        f"SELECT {', '.join(stored)}, run_id FROM alerts "
         "WHERE period BETWEEN $start AND $end AND NOT list_contains($run, detector)",
         {"start": window.start, "end": window.end, "run": [s.name for s in chosen]})
-    frames.append(kept.cast({k: v for k, v in DETECTOR_OUTPUT_SCHEMA.items()}))
+    frames.append(kept.cast(stored))
     families = {name: spec.evidence_family for name, spec in specs.items()}
     combined = pl.concat(frames, how="vertical_relaxed")
     alerts = scoring.with_ids_and_leads(combined, families) if combined.height else pl.DataFrame(schema=ALERT_SCHEMA)
@@ -123,7 +140,7 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
 
 def _detect(wh: Warehouse, scope: Scope, chosen: list, settings: Settings, workers: int, engine: str,
             spark_master: str | None, flows_path: str | None,
-            result: RunResult) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+            result: RunResult) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame], pl.DataFrame]:
     """Each chosen detector's alerts in the window (and the tables some write beside them)."""
     window = scope.window
     corridor = [s.name for s in chosen if s.partitioned]
@@ -143,6 +160,9 @@ def _detect(wh: Warehouse, scope: Scope, chosen: list, settings: Settings, worke
         for name, seconds in part.seconds.items():
             result.seconds[name] = result.seconds.get(name, 0.0) + seconds
     alerts = pl.concat([part.alerts for part in parts]) if parts else empty_output()
+    tests = [part.tests for part in parts if part.tests is not None]
+    tests = (pl.concat(tests).group_by("period", "watched").agg(pl.col("n").sum()) if tests
+             else pl.DataFrame(schema={"period": pl.Date, "watched": pl.Boolean, "n": pl.Int64}))
     found = {name: frame for (name,), frame in alerts.partition_by("detector", as_dict=True).items()}
     for name in corridor:  # reduce steps over every partition's map parts
         spec = registry.get(name)
@@ -166,7 +186,7 @@ def _detect(wh: Warehouse, scope: Scope, chosen: list, settings: Settings, worke
                     df = spec.detect(lines, window, settings.for_detector(spec))
                 found[spec.name] = conform(df).filter(pl.col("period").is_between(window.start, window.end))
                 result.seconds[spec.name] = time.perf_counter() - t0
-    return found, tables
+    return found, tables, tests
 
 
 def _store(wh: Warehouse, result: RunResult, chosen, settings: Settings, started: datetime,

@@ -1,4 +1,4 @@
--- Warehouse schema, version 4 (SCHEMA_VERSION in warehouse.py, where the migrations live). The public
+-- Warehouse schema, version 5 (SCHEMA_VERSION in warehouse.py, where the migrations live). The public
 -- tables (flows, declarations, rejects, loads, watchlist, controls, countries, alerts, runs) keep their
 -- names and columns across versions: users, scripts and BI tools read them directly.
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS countries (
 CREATE TABLE IF NOT EXISTS comtrade_areas (comtrade_code INTEGER PRIMARY KEY, name VARCHAR, kind VARCHAR);
 CREATE TABLE IF NOT EXISTS watchlist (
     hs_prefix VARCHAR NOT NULL, commodity VARCHAR NOT NULL, controlling_country VARCHAR,
-    description VARCHAR, note VARCHAR
+    description VARCHAR, note VARCHAR,
+    basket BOOLEAN   -- the code mixes products of very different prices (its unit value follows the mix)
 );
 -- Controlled code -> the uncontrolled code goods are misdeclared under (code_shift detector).
 CREATE TABLE IF NOT EXISTS code_shift_pairs (from_code VARCHAR NOT NULL, to_code VARCHAR NOT NULL, note VARCHAR);

@@ -37,13 +37,13 @@ ranked AS (
 SELECT from_code, to_code FROM ranked WHERE pick = 1
 """
 
-# Watched HS6 codes, their commodity and controlling country, plus the uncontrolled codes goods are
+# Watched HS6 codes, their commodity, controlling country and basket flag, plus the uncontrolled codes goods are
 # misdeclared under (code_shift pairs from detector/reference/code_shift_pairs.csv). `scored`: the
 # detectors alert on the code (the watched codes; with every code in scope, all of them, older
 # revisions' codes carried onto their HS2022 successors).
 SCOPE_CODES_SQL = """
 WITH matched AS (
-    SELECT c.hs_code, w.commodity, w.controlling_country,
+    SELECT c.hs_code, w.commodity, w.controlling_country, coalesce(w.basket, false) AS basket,
            -- the longest watchlist prefix of the code; a national line under it (81129230 under
            -- 811292) only when nothing covers the whole code
            row_number() OVER (PARTITION BY c.hs_code
@@ -51,12 +51,12 @@ WITH matched AS (
     FROM flow_codes c JOIN watchlist w ON c.hs_code LIKE w.hs_prefix || '%' OR w.hs_prefix LIKE c.hs_code || '%'
 ),
 watched AS (
-    SELECT hs_code, commodity, controlling_country FROM matched WHERE best = 1
+    SELECT hs_code, commodity, controlling_country, basket FROM matched WHERE best = 1
 ),
 listed AS (
-    SELECT hs_code, commodity, controlling_country, true AS scored FROM watched
+    SELECT hs_code, commodity, controlling_country, basket, true AS scored FROM watched
     UNION ALL
-    SELECT DISTINCT p.to_code, NULL, NULL, $all_codes FROM code_shift_pairs p
+    SELECT DISTINCT p.to_code, NULL, NULL, false, $all_codes FROM code_shift_pairs p
     WHERE p.to_code NOT IN (SELECT hs_code FROM watched)
 ),
 every_code AS (
@@ -66,7 +66,7 @@ every_code AS (
 )
 SELECT * FROM listed
 UNION ALL
-SELECT hs_code, NULL, NULL, true FROM every_code
+SELECT hs_code, NULL, NULL, false, true FROM every_code
 WHERE $all_codes AND hs_code NOT IN (SELECT hs_code FROM listed)
 ORDER BY hs_code
 """
@@ -79,6 +79,13 @@ FROM controls,
      unnest(string_split(commodities, ';')) AS c(commodity),
      unnest(string_split(targets, ';')) AS t(target)
 WHERE kind IN ('licence', 'ban')
+"""
+
+# Known re-export and processing hubs (detector/reference/hubs.csv).
+HUBS_SQL = """
+SELECT iso3, kind FROM read_csv(?, header = true, auto_detect = false,
+                                columns = {'iso3': 'VARCHAR', 'kind': 'VARCHAR', 'note': 'VARCHAR'})
+ORDER BY iso3
 """
 
 # Which reporter published which flow for which month of the grid.
@@ -126,6 +133,7 @@ def plan(con: duckdb.DuckDBPyConnection, window: Window, all_codes: bool, first:
     tables["countries"] = con.sql("SELECT iso3, name FROM countries ORDER BY iso3").pl()
     tables["code_shift_pairs"] = con.sql("SELECT from_code, to_code FROM code_shift_pairs").pl()
     tables["watchlist"] = con.sql("SELECT * FROM watchlist").pl()
+    tables["hubs"] = con.sql(HUBS_SQL, params=[str(reference_path("hubs.csv"))]).pl()
     tables["published"] = con.sql(PUBLISHED_SQL, params={"lo": lo, "hi": window.end}).pl()
     if source_choice is not None:
         tables["source_choice"] = source_choice

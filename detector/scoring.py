@@ -148,3 +148,54 @@ def with_ids_and_leads(alerts: pl.DataFrame, families: dict[str, str] | None = N
     lead_scores = rank_leads(lead_scores)
     df = df.join(lead_scores, on="lead_id", how="left")
     return df.drop("_story", "_from", "_month", "_episode")
+
+
+def control_fdr(alerts: pl.DataFrame, tests: pl.DataFrame, tested: dict[str, str], rate: float,
+                watched_weight: float) -> pl.DataFrame:
+    """The alerts kept at a false discovery rate of `rate` per month, by weighted Benjamini-Hochberg
+    over every test of the month (Genovese, Roeder & Wasserman 2006: p-values divided by weights
+    that average 1 over all tests keep the FDR guarantee).
+
+    `alerts`: detector output with `p_value` (NULL: not a test, always kept); `tests`: corridor-months
+    tested per month (period, watched, n) over the whole run; `tested`: detector -> "scored" (it
+    tests every scored corridor-month) or "watched" (the watched codes' ones). A month's tests are
+    every detector's: watched-code tests weigh `watched_weight` times an unwatched code's, since the
+    watched commodities are where evasion is expected. p_value and the BH q-value (`fdr_q`) go
+    into the evidence JSON; the column is dropped."""
+    if alerts.height == 0:
+        return alerts.drop("p_value", strict=False)
+    per_month = tests.group_by("period", "watched").agg(pl.col("n").sum())
+    counts = []
+    for name, kind in tested.items():
+        scope = per_month if kind == "scored" else per_month.filter(pl.col("watched"))
+        counts.append(scope.with_columns(pl.lit(name).alias("detector")))
+    m = (pl.concat(counts).group_by("period").agg(
+        pl.col("n").filter(pl.col("watched")).sum().alias("m_watched"),
+        pl.col("n").filter(~pl.col("watched")).sum().alias("m_other"))
+        if counts else pl.DataFrame(schema={"period": pl.Date, "m_watched": pl.Int64, "m_other": pl.Int64}))
+    df = alerts.with_row_index("_row").join(m, on="period", how="left").with_columns(
+        pl.col("m_watched").fill_null(0), pl.col("m_other").fill_null(0))
+    tested_rows = pl.col("p_value").is_not_null() & pl.col("detector").is_in(list(tested))
+    # weights average 1 over the month's tests
+    unit = (pl.col("m_watched") + pl.col("m_other")) / (watched_weight * pl.col("m_watched") + pl.col("m_other"))
+    weight = pl.when(pl.col("commodity").is_not_null()).then(watched_weight * unit).otherwise(unit)
+    judged = (df.filter(tested_rows)
+              .with_columns((pl.col("p_value") / weight).alias("_q"))
+              .sort("period", "_q", "_row")
+              .with_columns(pl.int_range(1, pl.len() + 1).over("period").alias("_rank"),
+                            pl.max_horizontal(pl.col("m_watched") + pl.col("m_other"), pl.len().over("period"))
+                            .cast(pl.Float64).alias("_m"))
+              .with_columns((pl.col("_q") * pl.col("_m") / pl.col("_rank")).clip(upper_bound=1.0).alias("_bh"))
+              .with_columns(pl.col("_bh").reverse().cum_min().reverse().over("period").alias("fdr_q")))
+    if rate > 0:
+        judged = judged.filter(pl.col("fdr_q") <= rate)
+    kept = pl.concat([judged.select(*alerts.columns, "fdr_q"),
+                      df.filter(~tested_rows).select(*alerts.columns).with_columns(pl.lit(None, pl.Float64).alias("fdr_q"))],
+                     how="vertical_relaxed")
+    prefix = pl.concat_str([pl.lit('{"p_value":'), pl.col("p_value").cast(pl.String), pl.lit(',"fdr_q":'),
+                            pl.col("fdr_q").cast(pl.String)])
+    body = pl.col("evidence").str.strip_chars_start("{")
+    evidence = (pl.when(pl.col("p_value").is_null()).then(pl.col("evidence"))
+                .when(body == "}").then(pl.concat_str([prefix, pl.lit("}")]))
+                .otherwise(pl.concat_str([prefix, pl.lit(","), body])))
+    return kept.with_columns(evidence.alias("evidence")).drop("p_value", "fdr_q")

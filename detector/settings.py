@@ -5,6 +5,9 @@ File layout (every key optional):
     [detectors.third_country_surge]
     min_z = 4.0
 
+    [fdr]
+    rate = 0.05
+
 Unknown sections or keys, and values of the wrong type, are rejected naming the key.
 """
 
@@ -20,16 +23,28 @@ from typing import Any, get_type_hints
 from detector.errors import ConfigError
 
 
+@dataclass(frozen=True)
+class FdrSettings:
+    """The false discovery rate the runner keeps over each month's tests (all detectors, all codes)."""
+
+    rate: float = field(default=0.0, metadata={"doc": "expected share of false discoveries among a month's kept alerts (0: keep all, p-values still reported)"})
+    watched_weight: float = field(default=20.0, metadata={
+        "doc": "weight of a watched code's test against an unwatched code's (weighted Benjamini-Hochberg; weights average 1)"})
+
+
 @dataclass
 class Settings:
     detectors: dict[str, Any] = field(default_factory=dict)  # name -> settings dataclass instance
+    fdr: FdrSettings = field(default_factory=FdrSettings)
 
     def for_detector(self, spec):
         return self.detectors.get(spec.name) or spec.default_settings()
 
     def as_json(self) -> str:
-        return json.dumps({k: dataclasses.asdict(v) for k, v in sorted(self.detectors.items())},
-                          sort_keys=True, default=str)
+        out = {k: dataclasses.asdict(v) for k, v in sorted(self.detectors.items())}
+        if self.fdr != FdrSettings():
+            out["fdr"] = dataclasses.asdict(self.fdr)
+        return json.dumps(out, sort_keys=True, default=str)
 
 
 def _check_type(key: str, value: Any, expected: Any) -> Any:
@@ -64,9 +79,18 @@ def load_settings(path: str | Path | None, specs: dict) -> Settings:
         raise ConfigError(f"{path}: no such settings file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(data) - {"detectors"}
+    unknown = set(data) - {"detectors", "fdr"}
     if unknown:
-        raise ConfigError(f"{path}: unknown section '{sorted(unknown)[0]}' (known: detectors)")
+        raise ConfigError(f"{path}: unknown section '{sorted(unknown)[0]}' (known: detectors, fdr)")
+    if "fdr" in data:
+        hints = get_type_hints(FdrSettings)
+        known = {f.name for f in dataclasses.fields(FdrSettings)}
+        kwargs = {}
+        for key, value in data["fdr"].items():
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key '{key}' in [fdr] (known: {', '.join(sorted(known))})")
+            kwargs[key] = _check_type(f"fdr.{key}", value, hints[key])
+        settings.fdr = FdrSettings(**kwargs)
     for name, values in data.get("detectors", {}).items():
         if name not in specs:
             raise ConfigError(f"{path}: unknown detector '{name}' in [detectors.{name}]")

@@ -21,7 +21,7 @@ import duckdb
 from detector.errors import DetectorError, WarehouseBusy, WarehouseVersionError
 from detector.leftovers import owned_name, remove_left_behind
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_DB = "detector.duckdb"
 SCRATCH_PREFIX = "work-"
 DEFAULT_MEMORY_LIMIT = "3GB"  # DuckDB's share of a process budget of about 4 GB
@@ -40,6 +40,8 @@ MIGRATIONS: list[list[str]] = [
     ["""CREATE TABLE IF NOT EXISTS declaration_scores (
             source VARCHAR NOT NULL, declaration_id VARCHAR NOT NULL, period DATE NOT NULL, score DOUBLE NOT NULL,
             rank BIGINT NOT NULL, reasons VARCHAR, run_id VARCHAR NOT NULL)"""],
+    # 4 -> 5: watchlist codes that are baskets of products with very different prices
+    ["ALTER TABLE watchlist ADD COLUMN IF NOT EXISTS basket BOOLEAN"],
 ]
 
 

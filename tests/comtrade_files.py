@@ -16,7 +16,10 @@ CODES = {"CHN": ("156", "China"), "USA": ("842", "USA"), "THA": ("764", "Thailan
          "KOR": ("410", "Rep. of Korea"), "DEU": ("276", "Germany"), "JPN": ("392", "Japan"),
          "MYS": ("458", "Malaysia"), "VNM": ("704", "Viet Nam"), "BEL": ("56", "Belgium"),
          "NLD": ("528", "Netherlands"), "GBR": ("826", "United Kingdom"), "CAN": ("124", "Canada"),
-         "BRA": ("76", "Brazil"), "ITA": ("380", "Italy")}
+         "BRA": ("76", "Brazil"), "ITA": ("380", "Italy"), "KAZ": ("398", "Kazakhstan"),
+         "RUS": ("643", "Russian Federation"), "HKG": ("344", "Hong Kong"), "SGP": ("702", "Singapore"),
+         "ARE": ("784", "United Arab Emirates"), "TUR": ("792", "Türkiye"), "IDN": ("360", "Indonesia"),
+         "AUS": ("36", "Australia"), "ESP": ("724", "Spain"), "POL": ("616", "Poland"), "PHL": ("608", "Philippines")}
 
 
 def row(reporter="USA", partner="CHN", flow="M", cmd="282580", period="202503", value=1000.0,
@@ -38,7 +41,7 @@ def row(reporter="USA", partner="CHN", flow="M", cmd="282580", period="202503", 
         "classificationCode": "H6", "classificationSearchCode": "HS", "isOriginalClassification": "True",
         "cmdCode": cmd, "cmdDesc": "Antimony oxides", "aggrLevel": "6", "isLeaf": "True",
         "customsCode": "C00", "customsDesc": "TOTAL CPC", "mosCode": "0", "motCode": "0", "motDesc": "TOTAL MOT",
-        "qtyUnitCode": "8", "qtyUnitAbbr": "kg", "qty": str(weight), "isQtyEstimated": "False",
+        "qtyUnitCode": "8", "qtyUnitAbbr": "kg", "qty": "" if weight is None else str(weight), "isQtyEstimated": "False",
         "altQtyUnitCode": "-1", "altQtyUnitAbbr": "N/A", "altQty": "", "isAltQtyEstimated": "False",
         "netWgt": "" if weight is None else str(weight), "isNetWgtEstimated": "False", "grossWgt": "",
         "isGrossWgtEstimated": "False",

@@ -40,6 +40,8 @@ class Corridor:
     importer_usd: np.ndarray | None = None   # what the importer books, if not FOB x 1.05
     skip_importer: set[int] = field(default_factory=set)   # months the importer did not report
     skip_exporter: set[int] = field(default_factory=set)
+    weights: bool = True          # False: both books give value only (no net weight), as many real rows do
+    reporters: str = "MX"         # which books exist: "M" importer only, "X" exporter only, "MX" both
 
 
 def level(base: float, seed: int = 0, noise: float = 0.08) -> np.ndarray:
@@ -79,14 +81,16 @@ def write_world(folder: Path, corridors: list[Corridor]) -> Path:
         uv = np.broadcast_to(np.asarray(c.usd_per_kg, dtype=float), (MONTHS,))
         booked = c.importer_usd if c.importer_usd is not None else c.usd * 1.05
         for t in range(MONTHS):
-            if c.usd[t] > 0 and t not in c.skip_exporter:
+            weight = round(float(c.usd[t] / uv[t]), 1) if c.weights else None
+            if c.usd[t] > 0 and t not in c.skip_exporter and "X" in c.reporters:
                 rows.append(row(c.exporter, c.importer, "X", cmd=c.hs, period=month_label(t),
-                                value=round(float(c.usd[t]), 2), weight=round(float(c.usd[t] / uv[t]), 1)))
-            if booked[t] > 0 and t not in c.skip_importer:
+                                value=round(float(c.usd[t]), 2), weight=weight))
+            if booked[t] > 0 and t not in c.skip_importer and "M" in c.reporters:
                 rows.append(row(c.importer, c.exporter, "M", cmd=c.hs, period=month_label(t),
-                                value=round(float(booked[t]), 2), weight=round(float(c.usd[t] / uv[t]), 1)))
+                                value=round(float(booked[t]), 2), weight=weight))
     # Every reporter publishes every month (World rows), unless a corridor says it skipped that month.
-    reporters = {(c.exporter, "X") for c in corridors} | {(c.importer, "M") for c in corridors}
+    reporters = ({(c.exporter, "X") for c in corridors if "X" in c.reporters}
+                 | {(c.importer, "M") for c in corridors if "M" in c.reporters})
     skipped = {(c.importer, "M", t) for c in corridors for t in c.skip_importer} | {
         (c.exporter, "X", t) for c in corridors for t in c.skip_exporter}
     for reporter, flow in sorted(reporters):

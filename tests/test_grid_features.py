@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from detector import grid
+from detector.baselines import market_sql
 from detector.detectors import mirror_gap, multivariate
 from detector.ingest.comtrade import load_comtrade
 from detector.months import months_back
@@ -17,10 +18,12 @@ from detector.runner import default_window, open_baselines
 from detector.sample import generate_world
 from detector.warehouse import Warehouse
 
-# The features as SQL over corridor_stats: the specification. Windows run over the calendar
+# The features as SQL over corridor_stats: the specification (each route against its usual level
+# raised by its code's market-wide move that month, baselines.MARKET_SQL). Windows run over the calendar
 # months of each series, before any row is filtered out.
 FEATURES_SQL = """
-WITH world AS (   -- median unit value of the code that month over its corridors
+WITH market AS (""" + market_sql(where="AND hs_code IN (SELECT hs_code FROM scope_codes WHERE scored)") + """),
+world AS (   -- median unit value of the code that month over its corridors
     SELECT hs_code, period, median(usd / kg_row) AS world_uv
     FROM corridor_months WHERE usd > 0 AND kg_row > 0 GROUP BY ALL
 ),
@@ -28,22 +31,25 @@ supply AS (   -- the importer's supply of the code that month
     SELECT hs_code, importer, period, sum(usd) AS importer_total FROM corridor_months GROUP BY ALL
 ),
 windows AS (
-    SELECT s.*, s.usd / nullif(t.importer_total, 0) AS share_now,
+    SELECT s.*, coalesce(m.market_lv, 0) AS market_lv, coalesce(m.market_lw, 0) AS market_lw,
+           s.usd / nullif(t.importer_total, 0) AS share_now,
            avg(s.usd / nullif(t.importer_total, 0)) OVER (
                PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period
                ROWS BETWEEN 12 PRECEDING AND 1 PRECEDING) AS share_usual,
            sum(s.m_usd) OVER w3 AS m_usd3, sum(s.x_usd) OVER w3 AS x_usd3,
-           count(*) FILTER (WHERE s.usd > 2 * greatest(s.usd_expected, 1e4)) OVER w3 AS months_elevated
+           count(*) FILTER (WHERE s.usd > 2 * greatest(s.usd_expected * exp(coalesce(m.market_lv, 0)), 1e4))
+               OVER w3 AS months_elevated
     FROM corridor_stats s JOIN supply t USING (hs_code, importer, period)
+    LEFT JOIN market m USING (hs_code, period)
     WHERE s.hs_code IN (SELECT hs_code FROM scope_codes WHERE scored)
     WINDOW w3 AS (PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period
                   ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
 )
 SELECT s.hs_code, s.exporter, s.importer, s.period, s.usd, s.usd_expected,
-       greatest(ln((s.usd + 1e4) / (s.usd_expected + 1e4)), 0) AS growth,
-       least(greatest(coalesce((s.lv - ln(1 + s.usd_expected)) / (1.4826 * greatest(s.lv_mad, 0.15)), 0), 0), 10)
-           AS z_value,
-       least(greatest(coalesce((s.lw - ln(1 + s.kg_expected)) / (1.4826 * greatest(s.lw_mad, 0.15)), 0), 0), 10)
+       greatest(ln((s.usd + 1e4) / (s.usd_expected * exp(s.market_lv) + 1e4)), 0) AS growth,
+       least(greatest(coalesce((s.lv - ln(1 + s.usd_expected * exp(s.market_lv)))
+                               / (1.4826 * greatest(s.lv_mad, 0.15)), 0), 0), 10) AS z_value,
+       least(greatest(coalesce((s.lw - s.market_lw - ln(1 + s.kg_expected)) / (1.4826 * greatest(s.lw_mad, 0.15)), 0), 0), 10)
            AS z_weight,
        coalesce(ln((s.usd / nullif(s.kg_row, 0)) / w.world_uv), 0) AS price,
        coalesce(ln((s.m_usd3 / 1.06 + 1e4) / (s.x_usd3 + 1e4)), 0) AS mirror,

@@ -18,6 +18,8 @@ from datetime import date
 import duckdb
 import polars as pl
 
+from detector.robust import MAD_TO_SIGMA
+
 # Target encodings: name -> key expressions over `lines`.
 TARGET_KEYS: dict[str, list[str]] = {
     "importer": ["importer_id"],
@@ -143,7 +145,7 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
         f"CASE WHEN un.n >= {n_min} THEN 'hs6_origin' WHEN hn.n >= {n_min} THEN 'hs6' END AS uv_norm_level",
         f"CASE WHEN un.n >= {n_min} THEN un.med WHEN hn.n >= {n_min} THEN hn.med END AS uv_norm_log",
         f"""(l.luv - CASE WHEN un.n >= {n_min} THEN un.med WHEN hn.n >= {n_min} THEN hn.med END)
-            / (1.4826 * CASE WHEN un.n >= {n_min} THEN um.mad ELSE hm.mad END + 0.1) AS uv_z""",
+            / ({MAD_TO_SIGMA} * CASE WHEN un.n >= {n_min} THEN um.mad ELSE hm.mad END + 0.1) AS uv_z""",
         f"l.luv - CASE WHEN un.n >= {n_min} THEN un.med WHEN hn.n >= {n_min} THEN hn.med END AS uv_log_ratio",
         "l.lmass - hn.med_mass AS mass_log_ratio",
         "l.lvalue - hn.med_value AS value_log_ratio",

@@ -35,12 +35,16 @@ DETECTOR_OUTPUT_SCHEMA: dict[str, pl.DataType] = {
     "expected": pl.Float64,
     "evidence": pl.String,
     "explanation": pl.String,
+    # the alert's evidence as a tail probability under the detector's own null (one test among the
+    # month's tests): the runner controls the false discovery rate over all of them, then folds
+    # p_value and its q-value into the evidence JSON (the alerts table has no column for it)
+    "p_value": pl.Float64,
 }
 
 ALERT_SCHEMA: dict[str, pl.DataType] = {
     "alert_id": pl.String,
     "run_id": pl.String,
-    **{k: v for k, v in DETECTOR_OUTPUT_SCHEMA.items()},
+    **{k: v for k, v in DETECTOR_OUTPUT_SCHEMA.items() if k != "p_value"},
     "severity": pl.String,
     "lead_id": pl.String,
     "lead_rank": pl.Int32,
@@ -70,6 +74,10 @@ class DetectorSpec:
     # outputs beside its alerts (per-declaration scores), stored by the runner in the same
     # transaction for the window's months.
     detect_with_tables: Callable[..., tuple[pl.DataFrame, dict[str, pl.DataFrame]]] | None = None
+    # What one alert was tested among, for the false discovery rate: "scored" (every scored
+    # corridor-month with trade: the detector reads every code) or "watched" (the watched codes'
+    # corridor-months only). Detectors that are not partitioned (declaration lines) are not tested.
+    tests: str = "scored"
 
     @property
     def evidence_family(self) -> str:
@@ -89,6 +97,22 @@ def empty_output() -> pl.DataFrame:
 # Decimals kept: floating-point sums in parallel SQL can differ in the last bits from run to run;
 # rounding far below any meaningful difference makes the output identical for identical data.
 ROUNDING = {"score": 12, "observed": 6, "expected": 6}
+
+
+def z_tail(z: pl.Expr, df: pl.Expr | float) -> pl.Expr:
+    """One-sided tail probability of a robust z (or a strength on the z scale): the p-value the
+    detectors give for their statistic. A location and spread estimated from `df + 1` months of
+    the series' own history make the null heavier-tailed than the normal: Student's t with `df`
+    degrees of freedom (at least 2). The spread's floor (MAD >= 0.1-0.15 in log units) errs the
+    other way on steady series."""
+    from scipy.special import stdtr
+
+    df = df if isinstance(df, pl.Expr) else pl.lit(float(df))
+    both = pl.struct(z.cast(pl.Float64).fill_nan(0.0).fill_null(0.0).alias("z"),
+                     df.cast(pl.Float64).fill_null(2.0).clip(lower_bound=2.0).alias("df"))
+    return both.map_batches(
+        lambda s: pl.Series(stdtr(s.struct.field("df").to_numpy(), -s.struct.field("z").to_numpy()), dtype=pl.Float64),
+        return_dtype=pl.Float64).clip(1e-300, 1.0)
 
 
 def conform(df: pl.DataFrame) -> pl.DataFrame:

@@ -1,6 +1,7 @@
 """On one route, a controlled code falls while the code it is misdeclared under rises by a
 comparable tonnage in the same months (pairs in detector/reference/code_shift_pairs.csv,
-extendable in the settings).
+extendable in the settings). The other code's rise is measured beyond its market-wide move
+(baselines.MARKET_SQL): a world-wide price or demand jump on it lifts every route and is no shift.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
-from detector.baselines import Baselines
+from detector.baselines import Baselines, market_sql
 from detector.detectors._common import (
     evidence_json,
     month,
@@ -20,7 +21,7 @@ from detector.detectors._common import (
     times,
     usd,
 )
-from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
 
 SQL = """
 WITH pairs AS (
@@ -28,26 +29,31 @@ WITH pairs AS (
     UNION
     SELECT split_part(p, ':', 1), split_part(p, ':', 2) FROM unnest($extra_pairs::VARCHAR[]) t(p)
 ),
+market AS (""" + market_sql(where="AND hs_code IN (SELECT to_code FROM pairs)") + """),
 smoothed AS (   -- three-month averages smooth an importer's lumpy bookings; weight where known, else value
-    SELECT hs_code, exporter, importer, period, side, n_hist,
-           avg(usd) OVER w3 AS usd_now,
-           avg(coalesce(kg_row, usd)) OVER w3 AS amount_now,
-           bool_and(kg_row IS NOT NULL OR usd = 0) OVER w3 AS in_kg
-    FROM corridor_stats
-    WHERE hs_code IN (SELECT from_code FROM pairs UNION ALL SELECT to_code FROM pairs)   -- whole series: same windows
-    WINDOW w3 AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
+    SELECT s.hs_code, s.exporter, s.importer, s.period, s.side, s.n_hist,
+           avg(s.usd) OVER w3 AS usd_now,
+           avg(coalesce(s.kg_row, s.usd)) OVER w3 AS amount_now,
+           bool_and(s.kg_row IS NOT NULL OR s.usd = 0) OVER w3 AS in_kg,
+           -- the code's market-wide move over the same months (a world-wide price jump is no shift)
+           avg(exp(coalesce(m.market_lv, 0))) OVER w3 AS market_usd,
+           avg(exp(coalesce(m.market_lw, 0))) OVER w3 AS market_kg
+    FROM corridor_stats s LEFT JOIN market m USING (hs_code, period)
+    WHERE s.hs_code IN (SELECT from_code FROM pairs UNION ALL SELECT to_code FROM pairs)   -- whole series: same windows
+    WINDOW w3 AS (PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
 ),
 legs AS (   -- the usual level: median of the three-month averages of the half-year before them (a shift
             -- is a change against the recent past, not against levels before an earlier control)
     SELECT *,
            median(amount_now) OVER w AS amount_usual,
            median(usd_now) OVER w AS usd_expected
-    FROM smoothed
+    FROM (SELECT *, CASE WHEN in_kg THEN market_kg ELSE market_usd END AS market FROM smoothed)
     WINDOW w AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 8 PRECEDING AND 3 PRECEDING)
 )
 SELECT p.from_code, p.to_code, sc.commodity, sc.controlling_country, f.exporter, f.importer, f.period, t.side,
        f.amount_now AS from_now, f.amount_usual AS from_usual, f.usd_now AS from_usd, f.usd_expected AS from_usd_usual,
-       t.amount_now AS to_now, t.amount_usual AS to_usual, t.usd_now AS to_usd, t.usd_expected AS to_usd_usual,
+       t.amount_now AS to_now, t.amount_usual * t.market AS to_usual, t.usd_now AS to_usd,
+       t.usd_expected * t.market_usd AS to_usd_usual, t.market AS to_market,
        f.in_kg AND t.in_kg AS in_kg
 FROM pairs p
 JOIN legs f ON f.hs_code = p.from_code
@@ -56,8 +62,8 @@ JOIN scope_codes sc ON sc.hs_code = p.from_code
 WHERE f.period BETWEEN $start AND $end
   AND f.n_hist >= $min_history AND t.n_hist >= $min_history
   AND f.amount_now <= (1 - $min_drop) * f.amount_usual
-  AND t.amount_now >= $min_rise_ratio * t.amount_usual
-  AND t.usd_now - t.usd_expected >= $min_excess_usd
+  AND t.amount_now >= $min_rise_ratio * t.amount_usual * t.market
+  AND t.usd_now - t.usd_expected * t.market_usd >= $min_excess_usd
 """
 
 
@@ -90,6 +96,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     strength = 2.5 + 6 * pl.col("balance") * pl.col("drop_share")
     df = df.with_columns(
         (scoring.evidence(strength) * scoring.size(pl.col("shifted_usd"))).clip(0, 1).alias("score"),
+        z_tail(strength, settings.min_history - 1).alias("p_value"),
         pl.lit("code_shift").alias("detector"),
         pl.col("to_code").alias("hs_code"),
         pl.col("controlling_country").alias("origin"),
@@ -107,7 +114,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
                   pl.col("to_code"), times(pl.col("rise_ratio")), amount("fall"), unit, amount("rise"), unit,
                   usd(pl.col("shifted_usd"))).alias("explanation"),
         evidence_json("from_code", "to_code", "from_now", "from_usual", "to_now", "to_usual", "in_kg", "drop_share",
-                      "rise_ratio", "balance", "shifted_usd").alias("evidence"),
+                      "rise_ratio", "balance", "shifted_usd", "to_market").alias("evidence"),
     )
     return conform(df)
 
@@ -118,4 +125,5 @@ SPEC = DetectorSpec(
     version="1.0",
     settings_class=Settings,
     detect=detect,
+    tests="watched",
 )

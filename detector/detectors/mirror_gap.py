@@ -32,7 +32,7 @@ from detector.detectors._common import (
     times,
     usd,
 )
-from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
 from detector.grid import BLOCK_CELLS, GridBlock
 from detector.months import months_back
 from detector.robust import robust_z
@@ -136,6 +136,7 @@ def _consignment(baselines: Baselines, window: Window, settings: Settings) -> pl
     df = df.with_columns(
         (scoring.evidence(strength) * scoring.size(pl.col("usd"))
          * pl.when(pl.col("false_origin")).then(1.0).otherwise(0.7)).clip(0, 1).alias("score"),
+        z_tail(strength, 11).alias("p_value"),
         pl.lit("mirror_gap").alias("detector"),
         pl.col("controlling_country").alias("origin"),
         pl.when(pl.col("false_origin")).then(pl.col("declared_origin")).otherwise(pl.col("consignment")).alias("via"),
@@ -172,6 +173,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     context = pl.when(imports_high & (pl.col("exporter") != pl.col("controlling_country"))).then(1.0).otherwise(0.6)
     df = df.with_columns(
         (scoring.evidence(pl.col("z_gap").abs()) * scoring.size(pl.col("gap_usd")) * context).clip(0, 1).alias("score"),
+        (2 * z_tail(pl.col("z_gap").abs(), pl.col("n_hist") - 1)).clip(0, 1).alias("p_value"),
         pl.when(imports_high & (pl.col("exporter") != pl.col("controlling_country")))
         .then(pl.col("controlling_country")).alias("origin"),
     )

@@ -20,13 +20,13 @@ import numpy as np
 import polars as pl
 
 from detector import scoring, trailing
-from detector.baselines import Baselines
+from detector.baselines import MARKET_MIN_CORRIDORS, Baselines
 from detector.detectors._common import commodity, month, name_of, reporter_partner, usd
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 from detector.grid import BLOCK_CELLS, GridBlock
 from detector.months import months_back
 from detector.outliers import pyod_model, tail_share
-from detector.robust import median_mad, robust_z
+from detector.robust import median_mad, robust_z, sigma
 
 FEATURES = {
     "growth": "log growth over the usual level",
@@ -49,7 +49,7 @@ GROUP BY ALL
 FIT_THREADS = 2
 
 GRID_COLUMNS = ["usd", "m_usd", "x_usd", "kg_row", "usd_expected", "kg_expected", "lv", "lv_mad", "lw", "lw_mad",
-                "n_hist"]
+                "n_hist", "z_value", "z_weight"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,22 @@ def _world_prices(baselines: Baselines) -> tuple[dict[str, int], np.ndarray]:
     return code_no, grid
 
 
+def _code_market(block: GridBlock, change: np.ndarray) -> np.ndarray:
+    """Each cell's code-wide move that month (baselines.MARKET_SQL on the block's matrices): the
+    median of `change` over the code's corridors with trade and a year of history, rises only,
+    0 with fewer than MARKET_MIN_CORRIDORS corridors."""
+    code = block.keys.select(pl.col("hs_code").rank("dense") - 1).to_series().to_numpy().astype(np.int64)
+    n_months = change.shape[1]
+    ok = (block["usd"] > 0) & (block["n_hist"] >= 6) & ~np.isnan(change)
+    row, month_no = np.nonzero(ok)
+    cells = pl.DataFrame({"cell": code[row] * n_months + month_no, "change": change[row, month_no]})
+    moved = (cells.group_by("cell").agg(pl.col("change").median(), pl.len())
+             .filter(pl.col("len") >= MARKET_MIN_CORRIDORS))
+    market = np.zeros((int(code.max(initial=-1)) + 1) * n_months)
+    market[moved["cell"].to_numpy()] = np.fmax(moved["change"].to_numpy(), 0.0)
+    return market.reshape(-1, n_months)[code]
+
+
 def _block_features(block: GridBlock, world: np.ndarray) -> dict[str, np.ndarray]:
     """The features of every corridor-month of a block (whole codes), as (series x month) matrices.
 
@@ -108,6 +124,11 @@ def _block_features(block: GridBlock, world: np.ndarray) -> dict[str, np.ndarray
     def against_usual(level, usual, spread):  # robust z against the usual level, clipped to 0..10
         return np.clip(_zero_if_null(robust_z(level, np.log(1 + usual), spread, 0.15)), 0, 10)
 
+    # the code's market-wide move that month (a world-wide price jump lifts every route): taken out
+    market_lv = _code_market(block, block["z_value"] * sigma(block["lv_mad"], 0.15))
+    market_lw = _code_market(block, block["z_weight"] * sigma(block["lw_mad"], 0.15))
+    expected = expected * np.exp(market_lv)
+
     with np.errstate(invalid="ignore", divide="ignore"):
         share_now = usd / np.where((reported == 0) | (supply == 0), np.nan, supply)
         share_usual = trailing.window_mean(share_now, 12, 1)[0]
@@ -115,7 +136,7 @@ def _block_features(block: GridBlock, world: np.ndarray) -> dict[str, np.ndarray
             # rises only: a route that lost trade (after a control, say) is context, not a lead
             "growth": np.fmax(np.log((usd + 1e4) / (expected + 1e4)), 0),
             "z_value": against_usual(block["lv"], expected, block["lv_mad"]),
-            "z_weight": against_usual(block["lw"], block["kg_expected"], block["lw_mad"]),
+            "z_weight": against_usual(block["lw"] - market_lw, block["kg_expected"], block["lw_mad"]),
             "price": _zero_if_null(np.log(usd / np.where(block["kg_row"] == 0, np.nan, block["kg_row"]) / world)),
             # three-month sums: a shipment booked a month late by the importer is not a gap
             "mirror": _zero_if_null(np.log((trailing.window_sum(block["m_usd"], 2, 0) / 1.06 + 1e4)
@@ -266,6 +287,7 @@ def _alerts(df: pl.DataFrame, settings: Settings, countries: dict[str, str]) -> 
     ).with_columns(
         (scoring.evidence(pl.col("strength"), s0=2.0, scale=1.5) * scoring.size(pl.col("excess_usd"))
          * settings.weight * (0.7 + 0.15 * (pl.col("months_elevated") - 1).clip(0, 2))).clip(0, 1).alias("score"),
+        pl.col("tail").alias("p_value"),   # the tail share among the training rows: a conformal p-value
         pl.lit("multivariate").alias("detector"),
         pl.col("importer").alias("destination"),
         *reporter_partner(),

@@ -22,7 +22,7 @@ from detector.detectors._common import (
     reporter_partner,
     usd,
 )
-from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
 
 SQL = """
 WITH candidates AS (   -- routes with a month in the window that could qualify; only their series are scanned
@@ -93,6 +93,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     exp_, imp = name_of(pl.col("exporter"), names), name_of(pl.col("importer"), names)
     df = df.with_columns(
         (scoring.evidence(strength) * scoring.size(pl.col("usd")) * context).clip(0, 1).alias("score"),
+        z_tail(strength, settings.quiet_months - 1).alias("p_value"),
         pl.lit("new_corridor").alias("detector"),
         pl.when(pl.col("exporter") != pl.col("controlling_country")).then(pl.col("controlling_country")).alias("origin"),
         pl.when(pl.col("exporter") != pl.col("controlling_country")).then(pl.col("exporter")).alias("via"),

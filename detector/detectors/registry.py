@@ -10,6 +10,7 @@ from detector.detectors.base import DetectorSpec
 DETECTOR_MODULES = [
     "third_country_surge",
     "transshipment",
+    "export_diversion",
     "mirror_gap",
     "unit_value",
     "code_shift",

@@ -5,7 +5,9 @@ direct route from that country after a control.
 
 The jump is measured on weight where the series has it (a world-wide price rise moves value, not
 tonnes) and against the highest of three usual levels (trailing-year median, same month last
-year, the year before), so seasonal peaks and rebounds to earlier levels are not jumps.
+year, the year before), so seasonal peaks and rebounds to earlier levels are not jumps. The
+usual level is raised by the code's market-wide move that month (baselines.MARKET_SQL), so a
+world-wide price or demand jump, which lifts every route at once, is not a surge.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
-from detector.baselines import LATEST_CONTROL_SQL, Baselines
+from detector.baselines import LATEST_CONTROL_SQL, Baselines, market_sql
 from detector.detectors._common import (
     evidence_json,
     month,
@@ -24,21 +26,28 @@ from detector.detectors._common import (
     times,
     usd,
 )
-from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
+from detector.robust import sigma_sql
 
 SQL = f"""
 WITH latest_control AS ({LATEST_CONTROL_SQL}),
-hub_leg AS (
+market AS ({market_sql(where="AND hs_code IN (SELECT hs_code FROM scope_codes WHERE commodity IS NOT NULL)")}),
+hub_leg AS (   -- the route against its usual level and beyond the code's market-wide move that month
     SELECT s.hs_code, sc.commodity, sc.controlling_country AS origin, s.exporter AS via,
-           s.importer AS destination, s.period, s.side, s.usd, s.usd_expected, s.z_value, s.z_weight,
-           s.n_hist, s.kg_row, s.kg_expected,
-           coalesce(s.kg_row / nullif(s.kg_expected, 0), s.usd / nullif(s.usd_expected, 0)) AS ratio,
-           coalesce(CASE WHEN s.kg_row IS NOT NULL THEN s.z_weight END, s.z_value) AS z,
+           s.importer AS destination, s.period, s.side, s.usd, s.n_hist, s.kg_row, s.kg_expected,
+           s.usd_expected * exp(coalesce(m.market_lv, 0)) AS usd_expected,
+           coalesce(m.market_lv, 0) AS market_lv, coalesce(m.market_lw, 0) AS market_lw,
+           coalesce(s.kg_row / nullif(s.kg_expected * exp(coalesce(m.market_lw, 0)), 0),
+                    s.usd / nullif(s.usd_expected * exp(coalesce(m.market_lv, 0)), 0)) AS ratio,
+           coalesce(CASE WHEN s.kg_row IS NOT NULL
+                         THEN s.z_weight - coalesce(m.market_lw, 0) / {sigma_sql("s.lw_mad", 0.15)} END,
+                    s.z_value - coalesce(m.market_lv, 0) / {sigma_sql("s.lv_mad", 0.15)}) AS z,
            -- months among the last three that were also far above the usual level (data <= t only)
-           count(*) FILTER (WHERE s.usd > $min_ratio * s.usd_expected) OVER (
+           count(*) FILTER (WHERE s.usd > $min_ratio * s.usd_expected * exp(coalesce(m.market_lv, 0))) OVER (
                PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period
                ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS months_elevated
     FROM corridor_stats s JOIN scope_codes sc USING (hs_code)
+    LEFT JOIN market m USING (hs_code, period)
     WHERE sc.commodity IS NOT NULL
       AND s.exporter <> sc.controlling_country AND s.importer <> sc.controlling_country
 ),
@@ -96,7 +105,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     persistence = 0.7 + 0.15 * (pl.col("months_elevated") - 1).clip(0, 2)
     df = df.with_columns(
         (scoring.evidence(pl.col("z")) * scoring.size(pl.col("excess_usd")) * context * persistence)
-        .clip(0, 1).alias("score"))
+        .clip(0, 1).alias("score"), z_tail(pl.col("z"), pl.col("n_hist") - 1).alias("p_value"))
     hub, dest, origin = (name_of(pl.col(c), names) for c in ("via", "destination", "origin"))
     direct_part = (pl.when(pl.col("direct_usual") > 0)
                    .then(pl.format(", while {}'s direct {} exports to {} were {} of their usual level",
@@ -117,7 +126,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
                   hub, pl.col("commodity"), pl.col("hs_code"), dest, usd(pl.col("usd")), month(pl.col("period")),
                   times(pl.col("ratio")), usd(pl.col("usd_expected")), direct_part, feeder_part,
                   control_part).alias("explanation"),
-        evidence_json("side", "usd", "usd_expected", "ratio", "z", "months_elevated", "direct_now",
+        evidence_json("side", "usd", "usd_expected", "ratio", "z", "market_lv", "market_lw", "months_elevated", "direct_now",
                       "direct_usual", "direct_loss", "feeder_now", "feeder_usual", "feeder_growth",
                       "control_date").alias("evidence"),
     )
@@ -135,4 +144,5 @@ SPEC = DetectorSpec(
     settings_class=Settings,
     detect=detect,
     family="volume",
+    tests="watched",
 )

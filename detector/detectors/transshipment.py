@@ -6,7 +6,9 @@ before). The origin leg may lead the hub leg by up to `max_lag` months, so it is
 last `max_lag + 1` months. Freund et al.'s criteria decide what counts: the hub's imports from
 the origin must cover a share of its exports to the destination (pass-through) and the excess
 flow is the smaller of the two legs' excesses. A hub whose imports from the origin did not rise
-is growing from its own production and is not reported here.
+is growing from its own production and is not reported here. Both legs' usual levels are raised
+by the product's market-wide move that month (baselines.MARKET_SQL): a world-wide price jump
+lifts every route and is no triangle.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector import scoring
-from detector.baselines import LATEST_CONTROL_SQL, Baselines
+from detector.baselines import LATEST_CONTROL_SQL, Baselines, market_sql
 from detector.detectors._common import (
     evidence_json,
     month,
@@ -26,7 +28,7 @@ from detector.detectors._common import (
     times,
     usd,
 )
-from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
 
 # The triangle over one kind of series: the same HS code through the hub, or the whole commodity
 # (a hub may turn ore into oxide). `{series}` yields product, commodity and the baseline columns.
@@ -36,14 +38,17 @@ controllers AS (
     SELECT DISTINCT commodity, controlling_country AS origin FROM scope_codes WHERE commodity IS NOT NULL
 ),
 series AS ({series}),
+market AS (""" + market_sql(series="series", key="product") + """),
 hub_leg AS (
     SELECT s.product, s.commodity, s.exporter AS via, s.importer AS destination, s.period, s.side,
+           coalesce(m.market_lv, 0) AS market_lv, coalesce(m.market_lw, 0) AS market_lw,
            s.usd AS hub_now, s.usd_expected AS hub_usual, s.z_value AS hub_z, s.kg_row AS hub_kg,
            s.kg_expected AS hub_kg_usual, s.n_hist,
            count(*) FILTER (WHERE s.usd > 2 * greatest(s.usd_expected, 10000)) OVER (
                PARTITION BY s.product, s.exporter, s.importer ORDER BY s.period
                ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS months_elevated
     FROM series s JOIN controllers c ON c.commodity = s.commodity
+    LEFT JOIN market m ON m.product = s.product AND m.period = s.period
     WHERE s.exporter <> c.origin AND s.importer <> c.origin
 ),
 origin_leg AS (
@@ -79,8 +84,8 @@ LEFT JOIN hs ON hs.commodity = h.commodity AND hs.via = h.via AND hs.destination
 LEFT JOIN latest_control lc ON lc.commodity = h.commodity AND lc.importer = h.destination AND lc.period = h.period
 WHERE h.period BETWEEN $start AND $end
   AND h.n_hist >= $min_history
-  AND h.hub_now - h.hub_usual >= $min_excess_usd
-  AND o.feed_now - o.feed_usual > 0
+  AND h.hub_now - h.hub_usual * exp(h.market_lv) >= $min_excess_usd
+  AND o.feed_now - o.feed_usual * exp(h.market_lv) > 0
 """
 
 LEVELS = {
@@ -102,10 +107,11 @@ class Settings:
 
 
 def growth(amount: str, usual: str, usd_amount: str, usd_usual: str, floor_usd: float = 10_000.0) -> pl.Expr:
-    """Amount over its usual level: tonnes when both are known, else USD (usual floored)."""
+    """Amount over its usual level raised by the market-wide move of the product that month:
+    tonnes when both are known, else USD (usual floored)."""
     in_kg = pl.col(amount).is_not_null() & (pl.col(usual) > 0)
-    return (pl.when(in_kg).then(pl.col(amount) / pl.col(usual))
-            .otherwise(pl.col(usd_amount) / pl.col(usd_usual).clip(lower_bound=floor_usd)))
+    return (pl.when(in_kg).then(pl.col(amount) / (pl.col(usual) * pl.col("market_lw").exp()))
+            .otherwise(pl.col(usd_amount) / (pl.col(usd_usual).clip(lower_bound=floor_usd) * pl.col("market_lv").exp())))
 
 
 def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
@@ -122,8 +128,8 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     df = df.with_columns(
         growth("hub_kg", "hub_kg_usual", "hub_now", "hub_usual").alias("hub_growth"),
         growth("feed_kg_now", "feed_kg_usual", "feed_now", "feed_usual").alias("origin_growth"),
-        (pl.col("hub_now") - pl.col("hub_usual")).alias("hub_excess"),
-        (pl.col("feed_now") - pl.col("feed_usual")).alias("origin_excess"),
+        (pl.col("hub_now") - pl.col("hub_usual") * pl.col("market_lv").exp()).alias("hub_excess"),
+        (pl.col("feed_now") - pl.col("feed_usual") * pl.col("market_lv").exp()).alias("origin_excess"),
         (1 - pl.col("direct_now") / pl.col("direct_usual")).clip(0, 1).fill_nan(None).alias("direct_loss"),
     ).filter(
         (pl.col("hub_growth") >= settings.min_hub_ratio) & (pl.col("origin_growth") >= settings.min_origin_ratio)
@@ -141,7 +147,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     persistence = 0.7 + 0.15 * (pl.col("months_elevated") - 1).clip(0, 2)
     df = df.with_columns(
         (scoring.evidence(strength) * scoring.size(pl.col("excess_flow")) * context * persistence)
-        .clip(0, 1).alias("score"))
+        .clip(0, 1).alias("score"), z_tail(strength, pl.col("n_hist") - 1).alias("p_value"))
     # One alert per hub, destination, commodity and month: the level (code or commodity) that scores higher.
     df = df.sort("score", "level", descending=[True, False]).unique(
         ["commodity", "via", "destination", "period"], keep="first", maintain_order=True)
@@ -161,7 +167,8 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
                   times(pl.col("origin_growth")), pct(pl.col("pass_through")), usd(pl.col("excess_flow")))
         .alias("explanation"),
         evidence_json("hub_now", "hub_usual", "hub_growth", "hub_z", "months_elevated", "feed_now", "feed_usual",
-                      "origin_growth", "direct_now", "direct_usual", "direct_loss", "pass_through", "excess_flow",
+                      "origin_growth", "market_lv", "market_lw", "direct_now", "direct_usual", "direct_loss", "pass_through",
+                      "excess_flow",
                       "control_date").alias("evidence"),
         *reporter_partner("via", "destination"),
         pl.col("hub_now").alias("observed"), pl.col("hub_usual").alias("expected"),
@@ -175,4 +182,5 @@ SPEC = DetectorSpec(
     version="1.0",
     settings_class=Settings,
     detect=detect,
+    tests="watched",
 )

@@ -4,6 +4,13 @@ The world price is the median unit value over every corridor of the code that mo
 world-wide price move shifts the reference with it and is not an anomaly. A corridor is flagged
 when its unit value relative to that world price leaves both the cross-section (far from the
 world price) and its own usual relative level (robust z against its trailing year).
+
+A basket code (watchlist column `basket`: 811292 holds gallium, germanium, indium, niobium and
+vanadium) changes unit value whenever its product mix changes, with no fraud. There the deviation
+must hold against both references in the same direction for `basket_months` consecutive months,
+leave the range of relative prices the route showed in the two years before (a mix it has
+shipped before is no news), and be material in USD (average monthly gap to the value at the
+world price).
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from detector.detectors._common import (
     reporter_partner,
     usd,
 )
-from detector.detectors.base import DetectorSpec, Window, conform, empty_output
+from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
+from detector.robust import robust_z_sql
 
 SQL = """
 WITH priced AS (
@@ -44,13 +52,37 @@ judged AS (
            median(rel) OVER w AS rel_med, mad(rel) OVER w AS rel_mad, count(rel) OVER w AS n_hist
     FROM relative
     WINDOW w AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 12 PRECEDING AND 1 PRECEDING)
+),
+far AS (   -- each priced month: how far from the world price and from the route's own usual relative level
+    SELECT j.*, sc.commodity, sc.controlling_country, sc.basket,
+           """ + robust_z_sql("j.rel", "j.rel_med", "j.rel_mad", 0.1) + """ AS z_hist,
+           abs(j.world_uv * j.kg - j.usd) AS value_gap
+    FROM judged j JOIN scope_codes sc USING (hs_code)
+    WHERE sc.scored AND j.period <= $end
+),
+persisted AS (   -- a basket code's unit value moves with its product mix: its deviation must last
+    SELECT *,
+           count(*) FILTER (WHERE n_hist >= $min_history AND n_corridors >= $min_corridors AND rel <= -ln($min_world_ratio)
+                              AND z_hist <= -$min_z) OVER p AS months_under,
+           count(*) FILTER (WHERE n_hist >= $min_history AND n_corridors >= $min_corridors AND rel >= ln($min_world_ratio)
+                              AND z_hist >= $min_z) OVER p AS months_over,
+           avg(value_gap) OVER p AS value_gap_avg,
+           -- the range of relative prices the route showed in its ordinary months of the two years before
+           min(rel) FILTER (WHERE NOT is_far) OVER r AS rel_min_before,
+           max(rel) FILTER (WHERE NOT is_far) OVER r AS rel_max_before
+    FROM (SELECT *, coalesce(abs(rel) >= ln($min_world_ratio) AND abs(z_hist) >= $min_z, false) AS is_far FROM far)
+    WINDOW p AS (PARTITION BY hs_code, exporter, importer ORDER BY period
+                 RANGE BETWEEN INTERVAL ($basket_months - 1) MONTH PRECEDING AND CURRENT ROW),
+           r AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 24 PRECEDING AND 1 PRECEDING)
 )
-SELECT j.*, sc.commodity, sc.controlling_country,
-       (j.rel - j.rel_med) / (1.4826 * greatest(j.rel_mad, 0.1)) AS z_hist
-FROM judged j JOIN scope_codes sc USING (hs_code)
-WHERE j.period BETWEEN $start AND $end AND sc.scored
-  AND j.n_hist >= $min_history AND j.n_corridors >= $min_corridors
-  AND abs(j.rel) >= ln($min_world_ratio)
+SELECT *, CASE WHEN rel < 0 THEN months_under ELSE months_over END AS months_far
+FROM persisted
+WHERE period BETWEEN $start AND $end
+  AND n_hist >= $min_history AND n_corridors >= $min_corridors
+  AND abs(rel) >= ln($min_world_ratio)
+  AND (NOT basket OR (CASE WHEN rel < 0 THEN months_under ELSE months_over END >= $basket_months
+                      AND value_gap_avg >= $basket_min_gap_usd
+                      AND (rel < rel_min_before OR rel > rel_max_before)))
 """
 
 
@@ -61,11 +93,16 @@ class Settings:
     min_row_usd: float = field(default=20_000.0, metadata={"doc": "ignore corridor-months smaller than this"})
     min_corridors: int = field(default=5, metadata={"doc": "corridors needed to call a median the world price"})
     min_history: int = field(default=6, metadata={"doc": "earlier priced months of the corridor"})
+    basket_months: int = field(default=3, metadata={
+        "doc": "basket codes (watchlist `basket`): consecutive months the deviation must last, same direction"})
+    basket_min_gap_usd: float = field(default=250_000.0, metadata={
+        "doc": "basket codes: average monthly USD between declared value and value at the world price"})
 
 
 def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
     df = baselines.sql(SQL, {k: getattr(settings, k) for k in (
-        "min_world_ratio", "min_row_usd", "min_corridors", "min_history")})
+        "min_world_ratio", "min_row_usd", "min_corridors", "min_history", "min_z", "basket_months",
+        "basket_min_gap_usd")})
     df = df.filter(pl.col("z_hist").abs() >= settings.min_z)
     if df.height == 0:
         return empty_output()
@@ -80,6 +117,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     exp_, imp = name_of(pl.col("exporter"), names), name_of(pl.col("importer"), names)
     df = df.with_columns(
         (scoring.evidence(pl.col("z_hist").abs()) * scoring.size(pl.col("value_gap")) * context).clip(0, 1).alias("score"),
+        (2 * z_tail(pl.col("z_hist").abs(), pl.col("n_hist") - 1)).clip(0, 1).alias("p_value"),
         pl.lit("unit_value").alias("detector"),
         pl.col("importer").alias("destination"),
         *reporter_partner(),
@@ -91,7 +129,7 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
                   pl.col("z_hist").round(1), pl.format("{} kg", pl.col("kg").round(0).cast(pl.Int64)),
                   usd(pl.col("value_at_world_price"))).alias("explanation"),
         evidence_json("unit_value", "world_uv", "price_ratio", "rel", "rel_med", "rel_mad", "z_hist", "kg", "usd",
-                      "value_gap", "n_corridors").alias("evidence"),
+                      "value_gap", "n_corridors", "basket", "months_far", "rel_min_before", "rel_max_before").alias("evidence"),
     )
     return conform(df)
 

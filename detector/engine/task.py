@@ -37,6 +37,23 @@ class PartitionResult:
     alerts: pl.DataFrame
     parts: dict[str, object] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    tests: pl.DataFrame | None = None   # corridor-months tested per month (period, watched, n): additive
+
+
+# The corridor-months a detector tests: every scored corridor-month of the window with trade.
+TESTS_SQL = """
+SELECT cm.period, sc.commodity IS NOT NULL AS watched, count(*) AS n
+FROM corridor_months cm JOIN scope_codes sc USING (hs_code)
+WHERE sc.scored AND cm.usd > 0 AND cm.period BETWEEN $start AND $end
+GROUP BY ALL
+"""
+
+
+def count_tests(baselines: Baselines) -> pl.DataFrame:
+    """The partition's tests per month, watched codes apart (summed over partitions on the driver)."""
+    if not baselines.grid_files:
+        return pl.DataFrame(schema={"period": pl.Date, "watched": pl.Boolean, "n": pl.Int64})
+    return baselines.sql(TESTS_SQL).with_columns(pl.col("n").cast(pl.Int64))
 
 
 def detect_partition(baselines: Baselines, names: list[str], settings: Settings,
@@ -56,7 +73,7 @@ def detect_partition(baselines: Baselines, names: list[str], settings: Settings,
             frames.append(found.filter(pl.col("period").is_between(window.start, window.end)))
         seconds[name] = time.perf_counter() - t0
     alerts = pl.concat(frames) if frames else pl.DataFrame(schema=DETECTOR_OUTPUT_SCHEMA)
-    return PartitionResult(alerts, parts, seconds)
+    return PartitionResult(alerts, parts, seconds, count_tests(baselines))
 
 
 def partition_connection(flows: pa.Table | str, scope: Scope) -> duckdb.DuckDBPyConnection:

@@ -2,7 +2,8 @@
 
 The facts live in the CSV files, not in code: `countries.csv` (ISO 3166 with UN Comtrade and US
 Census codes), `comtrade_areas.csv` (Comtrade partner codes that are not countries),
-`watchlist.csv` (HS prefixes of the controlled minerals) and `controls.csv` (dated export
+`watchlist.csv` (HS prefixes of the controlled minerals; `basket`: the code mixes products whose
+prices differ widely, so its unit value moves with the mix) and `controls.csv` (dated export
 controls and tariffs). `build/` holds the script that regenerates `countries.csv`.
 """
 
@@ -23,7 +24,7 @@ COLUMNS: dict[str, dict[str, str]] = {
     },
     "comtrade_areas": {"comtrade_code": "INTEGER", "name": "VARCHAR", "kind": "VARCHAR"},
     "watchlist": {
-        "hs_prefix": "VARCHAR", "commodity": "VARCHAR", "controlling_country": "VARCHAR",
+        "hs_prefix": "VARCHAR", "commodity": "VARCHAR", "controlling_country": "VARCHAR", "basket": "BOOLEAN",
         "description": "VARCHAR", "note": "VARCHAR",
     },
     "code_shift_pairs": {"from_code": "VARCHAR", "to_code": "VARCHAR", "note": "VARCHAR"},
