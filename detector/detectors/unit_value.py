@@ -7,10 +7,10 @@ world price) and its own usual relative level (robust z against its trailing yea
 
 A basket code (watchlist column `basket`: 811292 holds gallium, germanium, indium, niobium and
 vanadium) changes unit value whenever its product mix changes, with no fraud. There the deviation
-must hold against both references in the same direction for `basket_months` consecutive months,
-leave the range of relative prices the route showed in the two years before (a mix it has
-shipped before is no news), and be material in USD (average monthly gap to the value at the
-world price).
+must hold against both references in the same direction in the route's last `basket_months`
+priced months (a route that ships every other month is judged on its shipments), leave the range
+of relative prices the route showed in the two years before (a mix it has shipped before is no
+news), and be material in USD (the gap to the value at the world price summed over those months).
 """
 
 from __future__ import annotations
@@ -66,13 +66,13 @@ persisted AS (   -- a basket code's unit value moves with its product mix: its d
                               AND z_hist <= -$min_z) OVER p AS months_under,
            count(*) FILTER (WHERE n_hist >= $min_history AND n_corridors >= $min_corridors AND rel >= ln($min_world_ratio)
                               AND z_hist >= $min_z) OVER p AS months_over,
-           avg(value_gap) OVER p AS value_gap_avg,
+           sum(value_gap) OVER p AS value_gap_total,
            -- the range of relative prices the route showed in its ordinary months of the two years before
            min(rel) FILTER (WHERE NOT is_far) OVER r AS rel_min_before,
            max(rel) FILTER (WHERE NOT is_far) OVER r AS rel_max_before
     FROM (SELECT *, coalesce(abs(rel) >= ln($min_world_ratio) AND abs(z_hist) >= $min_z, false) AS is_far FROM far)
     WINDOW p AS (PARTITION BY hs_code, exporter, importer ORDER BY period
-                 RANGE BETWEEN INTERVAL ($basket_months - 1) MONTH PRECEDING AND CURRENT ROW),
+                 ROWS BETWEEN $basket_months - 1 PRECEDING AND CURRENT ROW),
            r AS (PARTITION BY hs_code, exporter, importer ORDER BY period ROWS BETWEEN 24 PRECEDING AND 1 PRECEDING)
 )
 SELECT *, CASE WHEN rel < 0 THEN months_under ELSE months_over END AS months_far
@@ -81,7 +81,7 @@ WHERE period BETWEEN $start AND $end
   AND n_hist >= $min_history AND n_corridors >= $min_corridors
   AND abs(rel) >= ln($min_world_ratio)
   AND (NOT basket OR (CASE WHEN rel < 0 THEN months_under ELSE months_over END >= $basket_months
-                      AND value_gap_avg >= $basket_min_gap_usd
+                      AND value_gap_total >= $basket_min_gap_usd
                       AND (rel < rel_min_before OR rel > rel_max_before)))
 """
 
@@ -94,9 +94,9 @@ class Settings:
     min_corridors: int = field(default=5, metadata={"doc": "corridors needed to call a median the world price"})
     min_history: int = field(default=6, metadata={"doc": "earlier priced months of the corridor"})
     basket_months: int = field(default=3, metadata={
-        "doc": "basket codes (watchlist `basket`): consecutive months the deviation must last, same direction"})
-    basket_min_gap_usd: float = field(default=250_000.0, metadata={
-        "doc": "basket codes: average monthly USD between declared value and value at the world price"})
+        "doc": "basket codes (watchlist `basket`): the route's last priced months the deviation must hold, same direction"})
+    basket_min_gap_usd: float = field(default=150_000.0, metadata={
+        "doc": "basket codes: USD between declared value and value at the world price over those months"})
 
 
 def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataFrame:
