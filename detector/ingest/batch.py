@@ -71,8 +71,8 @@ class Batch:
 
     `choose_columns(header)`: the columns to read; `check_header(names, path)`: raises InputError
     for a header the source refuses; `parse_sql(header, path, into)`: SQL making `parsed` from
-    `staged_raw` (row_no, the chosen columns, file_path), carrying file_path; `candidates_sql`:
-    the valid rows of `parsed` as FLOW_COLUMNS + row_no + file_path (load_id from `batch_files b`);
+    `staged_raw` (row_no, the chosen columns, file_idx), carrying file_idx; `candidates_sql`:
+    the valid rows of `parsed` as FLOW_COLUMNS + row_no + file_idx (load_id from `batch_files b`);
     `flow`: the name of the flow column in `parsed`.
     """
 
@@ -153,23 +153,94 @@ class Batch:
         first = group[0].path
         header, encoding = csv_header(con, first, allow_duplicates=False)
         chosen = self.choose_columns(header)
+        con.execute("CREATE OR REPLACE TEMP TABLE batch_files (file_idx INTEGER, file_path VARCHAR, load_id VARCHAR)")
+        con.execute("INSERT INTO batch_files SELECT * FROM (SELECT unnest(?) AS i, unnest(?) AS p, unnest(?) AS l)",
+                    [list(range(len(group))), [str(item.path) for item in group],
+                     [item.summary.load_id for item in group]])
+        if not self._stage_fast(con, group, header, chosen, encoding):
+            self._stage_whole(con, group, header, chosen, encoding)
+        counts = self._write(con)
+        self._reporting(con)
+        self._rejects(con)
+        stats = {r[0]: r[1:] for r in con.execute(
+            """SELECT file_idx, count(*),
+                      count(*) FILTER (WHERE reject_reason LIKE 'partner is %aggregate%'),
+                      count(*) FILTER (WHERE reject_reason IS NULL AND hs_fixed)
+               FROM parsed GROUP BY file_idx""").fetchall()}
+        reasons: dict[int, dict[str, int]] = {}
+        for idx, reason, n in con.execute(
+                """SELECT file_idx, reject_reason, count(*) FROM parsed WHERE reject_reason IS NOT NULL
+                   GROUP BY ALL ORDER BY reject_reason""").fetchall():
+            reasons.setdefault(idx, {})[reason] = int(n)
+        for i, item in enumerate(group):
+            s = item.summary
+            s.rows_read, s.aggregates, s.fixed_codes = (int(v) for v in stats.get(i, (0, 0, 0)))
+            inserted, replaced = counts.get(i, (0, 0))
+            s.rows_replaced, s.rows_loaded = replaced, inserted - replaced
+            s.reasons = reasons.get(i, {})
+            s.rows_rejected = sum(s.reasons.values())
+
+    def _stage_fast(self, con, group, header, chosen, encoding) -> bool:
+        """Parse a group of plain utf-8 files a batch of lines at a time, as the one-file fast path
+        does (`fast_staging`); False, with nothing made, for any other group or at the first doubt."""
+
+        from detector.ingest import fast_staging
+
+        if not fast_staging.FAST_STAGING or encoding != "utf-8" or any(
+                item.path.name.lower().endswith(".gz") for item in group):
+            return False
+        delimiter = fast_staging.plain_delimiter(con, group[0].path)
+        if delimiter is None:
+            return False
+        lines: list[int] = []
+        batches = fast_staging.clean_batches_of_files([item.path for item in group], header, chosen, delimiter, lines)
+        try:
+            made = False
+            for batch in batches:
+                rel = con.from_arrow(batch)
+                into = "INSERT INTO parsed" if made else "CREATE OR REPLACE TEMP TABLE parsed AS"
+                rel.query("staged_raw", self.parse_sql(header, group[0].path, into))
+                made = True
+                del rel, batch
+        except fast_staging.NotClean:
+            con.execute("DROP TABLE IF EXISTS parsed")
+            return False
+        finally:
+            batches.close()
+        if not made:  # no rows at all
+            empty = {c: [] for c in chosen}
+            import pyarrow as pa
+
+            rel = con.from_arrow(pa.table({**{c: pa.array(v, pa.string()) for c, v in empty.items()},
+                                           "row_no": pa.array([], pa.int64()), "file_idx": pa.array([], pa.int32())}))
+            rel.query("staged_raw", self.parse_sql(header, group[0].path, "CREATE OR REPLACE TEMP TABLE parsed AS"))
+        first_rows, row = [], 1
+        for n in lines:
+            first_rows.append(row)
+            row += n
+        con.execute("""CREATE OR REPLACE TEMP TABLE batch_counts AS
+                       SELECT unnest(?) AS file_idx, unnest(?) AS first_row, unnest(?) AS n""",
+                    [list(range(len(group))), first_rows, lines])
+        return True
+
+    def _stage_whole(self, con, group, header, chosen, encoding) -> None:
+        """Stage the group's text with one DuckDB read_csv of the file list, then parse it whole."""
         if any(c.lower() == "filename" for c in header):
             raise _Doubt("a column named filename")
-        con.execute("CREATE OR REPLACE TEMP TABLE batch_files (file_idx INTEGER, file_path VARCHAR, load_id VARCHAR)")
-        con.executemany("INSERT INTO batch_files VALUES (?, ?, ?)",
-                        [(i, str(item.path), item.summary.load_id) for i, item in enumerate(group)])
         select = "".join(f"{duckdb.ColumnExpression(c)}, " for c in chosen)
         con.execute(f"CREATE OR REPLACE TEMP TABLE staged_text AS SELECT {select}filename AS file_path FROM {_STAGE}",
                     [[str(item.path) for item in group], encoding])
         if con.execute("SELECT EXISTS (SELECT 1 FROM staged_errors)").fetchone()[0]:
             raise _Doubt("lines the CSV reader could not split")
+        con.execute("""CREATE OR REPLACE TEMP VIEW staged_raw AS
+                       SELECT t.*, t.rowid AS row_no, b.file_idx FROM staged_text t JOIN batch_files b USING (file_path)""")
         # Each file's rows, contiguous and in batch order (the table keeps the reader's order);
         # row_no numbers the group's rows, a file's line is row_no - first_row + 2.
         con.execute("""CREATE OR REPLACE TEMP TABLE batch_counts AS
-                       SELECT b.file_idx, b.file_path, b.load_id, c.first_row, coalesce(c.n, 0) AS n, c.last_row
-                       FROM batch_files b LEFT JOIN (SELECT file_path, min(rowid) AS first_row, max(rowid) AS last_row,
-                                                            count(*) AS n FROM staged_text GROUP BY file_path) c
-                       USING (file_path)""")
+                       SELECT b.file_idx, c.first_row, coalesce(c.n, 0) AS n, c.last_row
+                       FROM batch_files b LEFT JOIN (SELECT file_idx, min(row_no) AS first_row, max(row_no) AS last_row,
+                                                            count(*) AS n FROM staged_raw GROUP BY file_idx) c
+                       USING (file_idx)""")
         bad = con.execute("""SELECT count(*) FROM (
                                  SELECT n, first_row, last_row,
                                         lag(last_row) OVER (ORDER BY file_idx) AS before
@@ -177,52 +248,19 @@ class Batch:
                              WHERE last_row - first_row + 1 <> n OR first_row <= before""").fetchone()[0]
         if bad:
             raise _Doubt("rows out of file order")
-        con.execute("CREATE OR REPLACE TEMP VIEW staged_raw AS SELECT *, rowid AS row_no FROM staged_text")
-        con.execute(self.parse_sql(header, first, "CREATE OR REPLACE TEMP TABLE parsed AS"))
-        con.execute(f"CREATE OR REPLACE TEMP VIEW candidate_flows AS {self.candidates_sql}")
-        counts = self._write(con)
-        self._reporting(con)
-        self._rejects(con, header, chosen)
-        stats = {r[0]: r[1:] for r in con.execute(
-            """SELECT file_path, count(*),
-                      count(*) FILTER (WHERE reject_reason LIKE 'partner is %aggregate%'),
-                      count(*) FILTER (WHERE reject_reason IS NULL AND hs_fixed)
-               FROM parsed GROUP BY file_path""").fetchall()}
-        reasons: dict[str, dict[str, int]] = {}
-        for path, reason, n in con.execute(
-                """SELECT file_path, reason, count(*) FROM (
-                       SELECT file_path, reject_reason AS reason FROM parsed WHERE reject_reason IS NOT NULL
-                       UNION ALL
-                       SELECT s.file_path, r.reason FROM staged_rejects r JOIN staged_raw s USING (row_no))
-                   GROUP BY ALL ORDER BY reason""").fetchall():
-            reasons.setdefault(path, {})[reason] = int(n)
-        for item in group:
-            s, path = item.summary, str(item.path)
-            s.rows_read, s.aggregates, s.fixed_codes = (int(v) for v in stats.get(path, (0, 0, 0)))
-            inserted, replaced = counts.get(path, (0, 0))
-            s.rows_replaced, s.rows_loaded = replaced, inserted - replaced
-            s.reasons = reasons.get(path, {})
-            s.rows_rejected = sum(s.reasons.values())
+        con.execute(self.parse_sql(header, group[0].path, "CREATE OR REPLACE TEMP TABLE parsed AS"))
 
-    def _write(self, con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
-        """Write the valid rows (see `writing.write_flows`, per file); {file: (inserted, replaced)}."""
+    def _write(self, con: duckdb.DuckDBPyConnection) -> dict[int, tuple[int, int]]:
+        """Write the valid rows (see `writing.write_flows`, per file); {file_idx: (inserted, replaced)}."""
         key = ", ".join(FLOW_KEY)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW candidate_flows AS {self.candidates_sql}")
         hashes = con.execute(f"SELECT hash({key}) AS h FROM candidate_flows").fetchnumpy()["h"]
         hashes.sort()
         repeated = bool((hashes[1:] == hashes[:-1]).any())
         del hashes
         rows = "candidate_flows"
-        if repeated:
-            if con.execute(f"""SELECT EXISTS (SELECT 1 FROM candidate_flows GROUP BY {key}
-                                              HAVING count(DISTINCT file_path) > 1)""").fetchone()[0]:
-                raise _Doubt("the same key in two files of the group")
-            con.execute(f"""CREATE OR REPLACE TEMP TABLE ranked AS
-                            SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY row_no) AS dup
-                            FROM candidate_flows""")
-            con.execute("""INSERT INTO staged_rejects
-                           SELECT row_no, 'duplicate key in file (same reporter, partner, flow, hs_code, period as an earlier line)'
-                           FROM ranked WHERE dup > 1""")
-            rows = "(SELECT * FROM ranked WHERE dup = 1)"
+        if repeated:  # in one file (its rejects quote lines not kept here) or in two: each file alone
+            raise _Doubt("a key repeated in the group")
         replaced: dict[str, int] = {}
         overlap = con.execute("SELECT EXISTS (SELECT 1 FROM flows)").fetchone()[0] and con.execute(
             """SELECT EXISTS (SELECT 1 FROM flows f
@@ -231,39 +269,32 @@ class Batch:
         if overlap:
             on = " AND ".join(f"f.{k} IS NOT DISTINCT FROM r.{k}" for k in FLOW_KEY)
             replaced = dict(con.execute(
-                f"""SELECT r.file_path, count(*) FROM {rows} r SEMI JOIN flows f ON {on}
-                    GROUP BY r.file_path""").fetchall())
+                f"""SELECT r.file_idx, count(*) FROM {rows} r SEMI JOIN flows f ON {on}
+                    GROUP BY r.file_idx""").fetchall())
             con.execute(f"DELETE FROM flows f USING (SELECT {key} FROM {rows} d) r WHERE {on}")
         cols = ", ".join(FLOW_COLUMNS)
         con.execute(f"INSERT INTO flows ({cols}) SELECT {cols} FROM {rows} d")
-        inserted = dict(con.execute(f"SELECT file_path, count(*) FROM {rows} d GROUP BY file_path").fetchall())
-        return {path: (int(n), int(replaced.get(path, 0))) for path, n in inserted.items()}
+        inserted = dict(con.execute(f"SELECT file_idx, count(*) FROM {rows} d GROUP BY file_idx").fetchall())
+        return {idx: (int(n), int(replaced.get(idx, 0))) for idx, n in inserted.items()}
 
     def _reporting(self, con: duckdb.DuckDBPyConnection) -> None:
         """`writing.record_reporting` for the group: a reporter-month published by two files is the first one's."""
         con.execute(
             f"""INSERT INTO reporting (source, reporter, flow, period, freq, load_id)
                 SELECT ?, p.reporter, p.flow, p.period, p.freq, arg_min(b.load_id, b.file_idx)
-                FROM (SELECT DISTINCT reporter, {self.flow} AS flow, period, freq, file_path FROM parsed
+                FROM (SELECT DISTINCT reporter, {self.flow} AS flow, period, freq, file_idx FROM parsed
                       WHERE reporter IS NOT NULL AND period IS NOT NULL AND {self.flow} IN ('M', 'X', 'RM', 'RX')) p
-                JOIN batch_files b USING (file_path)
+                JOIN batch_files b USING (file_idx)
                 WHERE NOT EXISTS (SELECT 1 FROM reporting r WHERE r.source = ? AND r.reporter = p.reporter
                                   AND r.flow = p.flow AND r.period = p.period AND r.freq = p.freq)
                 GROUP BY ALL""", [self.source, self.source])
 
-    def _rejects(self, con: duckdb.DuckDBPyConnection, header: list[str], chosen: list[str]) -> None:
+    def _rejects(self, con: duckdb.DuckDBPyConnection) -> None:
         """Rejected rows into `rejects` with their own file and line (no broken lines in a group)."""
-        from detector.ingest.sql import raw_row_sql
-
         con.execute("""INSERT INTO rejects (load_id, file, line, raw, reason)
-                       SELECT c.load_id, c.file_path, p.row_no - c.first_row + 2, p.raw, p.reject_reason
-                       FROM parsed p JOIN batch_counts c USING (file_path)
+                       SELECT b.load_id, b.file_path, p.row_no - c.first_row + 2, p.raw, p.reject_reason
+                       FROM parsed p JOIN batch_counts c USING (file_idx) JOIN batch_files b USING (file_idx)
                        WHERE p.reject_reason IS NOT NULL""")
-        if con.execute("SELECT EXISTS (SELECT 1 FROM staged_rejects)").fetchone()[0]:
-            con.execute(f"""INSERT INTO rejects (load_id, file, line, raw, reason)
-                            SELECT c.load_id, c.file_path, r.row_no - c.first_row + 2, {raw_row_sql(chosen)}, r.reason
-                            FROM staged_rejects r JOIN staged_raw s USING (row_no)
-                            JOIN batch_counts c ON c.file_path = s.file_path""")
 
 
 def _drop(con: duckdb.DuckDBPyConnection) -> None:

@@ -271,7 +271,7 @@ def _hs_revision_sql() -> str:
 
 def _parse_sql(header: list[str], path: Path, into: str, batch: bool = False) -> str:
     """PARSE_SQL over `staged_raw` for a file of this header, writing `into` the table parsed;
-    `batch`: `staged_raw` holds a group of files, each row's file_path carried into `parsed`."""
+    `batch`: `staged_raw` holds a group of files, each row's file_idx carried into `parsed`."""
     columns = column_map(header, path, USED_COLUMNS, REQUIRED, "a UN Comtrade file")
     read = _read_columns(header)
     # The staged text of the read columns rides along as raw_0.. so that a rejected row's line
@@ -281,8 +281,8 @@ def _parse_sql(header: list[str], path: Path, into: str, batch: bool = False) ->
         raw_columns=", ".join(f"{duckdb.ColumnExpression(c)} AS raw_{i}" for i, c in enumerate(read)),
         raw_refs=", ".join(f"s.raw_{i}" for i in range(len(read))),
         raw_line="concat_ws(',', " + ", ".join(f"coalesce(raw_{i}, '')" for i in range(len(read))) + ")",
-        carry_in=", file_path" if batch else "", carry_rows=", s.file_path" if batch else "",
-        carry_out=", file_path" if batch else "")
+        carry_in=", file_idx" if batch else "", carry_rows=", s.file_idx" if batch else "",
+        carry_out=", file_idx" if batch else "")
 
 
 def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
@@ -314,8 +314,8 @@ def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) 
 # A group of files (see detector.ingest.batch): the same rows as CANDIDATES_SQL, each with its file's load id.
 BATCH_CANDIDATES_SQL = """
 SELECT 'comtrade' AS source, period, freq, reporter, partner, partner2, flow_code AS flow, hs_code,
-       hs_revision, value_usd, net_weight_kg, quantity, qty_unit AS quantity_unit, b.load_id, row_no, file_path
-FROM parsed JOIN batch_files b USING (file_path)
+       hs_revision, value_usd, net_weight_kg, quantity, qty_unit AS quantity_unit, b.load_id, row_no, file_idx
+FROM parsed JOIN batch_files b USING (file_idx)
 WHERE reject_reason IS NULL
 """
 
