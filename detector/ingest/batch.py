@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ from detector.warehouse import Warehouse
 
 # A group's files, by size on disk (a .gz file counts GZ_FACTOR times): big enough that the fixed
 # cost per group is small, small enough that the staged text of a group fits in memory.
-GROUP_BYTES = 192 << 20
+GROUP_BYTES = int(os.environ.get("DETECTOR_BATCH_GROUP_BYTES", 192 << 20))
 GZ_FACTOR = 6
 GROUP_FILES = 5_000
 # Files at least this big are loaded alone (the one-file path reads them in batches of bounded memory).
