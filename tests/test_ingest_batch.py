@@ -158,7 +158,7 @@ def test_killed_batch_leaves_whole_files_only(tmp_path):
     """SIGKILL at points through a batch of many files: every file is in the warehouse whole (its
     loads row and all its flows) or not at all; the same command again loads the rest."""
     files = []
-    for i, reporter in enumerate(["USA", "FRA", "IND", "MEX", "KOR", "DEU", "JPN", "BRA"]):
+    for reporter in ["USA", "FRA", "IND", "MEX", "KOR", "DEU", "JPN", "BRA"]:
         for year in range(2015, 2025):
             files.append(write(tmp_path / f"{reporter}_{year}.csv", [
                 row(reporter=reporter, partner=p, period=f"{year}{m:02d}", cmd=c, value=1.0 + m)
