@@ -39,12 +39,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
 from detector.errors import InputError
-from detector.ingest.common import LoadSummary, PendingFile, _cleanup, record_load, sync_source_precedence
+from detector.ingest.common import LoadSummary, PendingFile, _cleanup, sync_source_precedence
 from detector.ingest.files import head_bytes, sniff_encoding
 from detector.ingest.staging import csv_header
 from detector.ingest.writing import FLOW_COLUMNS, FLOW_KEY
@@ -133,8 +134,7 @@ class Batch:
                 con.execute("CREATE OR REPLACE TEMP TABLE staged_rejects (row_no BIGINT, reason VARCHAR)")
                 sync_source_precedence(con)
                 self._load(con, group)
-                for item in group:
-                    record_load(con, item.summary, item.path, item.digest)
+                _record_loads(con, group)
         except (_Doubt, InputError, duckdb.Error):
             for item in group:
                 s = item.summary
@@ -296,6 +296,17 @@ class Batch:
                        SELECT b.load_id, b.file_path, p.row_no - c.first_row + 2, p.raw, p.reject_reason
                        FROM parsed p JOIN batch_counts c USING (file_idx) JOIN batch_files b USING (file_idx)
                        WHERE p.reject_reason IS NOT NULL""")
+
+
+def _record_loads(con: duckdb.DuckDBPyConnection, group: list[PendingFile]) -> None:
+    """`common.record_load` for every file of the group, in one statement."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    s = [item.summary for item in group]
+    con.execute(
+        """INSERT INTO loads SELECT unnest(?), ?, unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), ?""",
+        [[x.load_id for x in s], s[0].source, [str(item.path) for item in group], [item.digest for item in group],
+         [x.rows_read for x in s], [x.rows_loaded for x in s], [x.rows_replaced for x in s],
+         [x.rows_rejected for x in s], now])
 
 
 def _drop(con: duckdb.DuckDBPyConnection) -> None:
