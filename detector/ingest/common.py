@@ -110,8 +110,9 @@ class FilesRefused(InputError):
         first = refused[0]
         loaded = sum(s.status == "loaded" for s in summaries)
         more = f" (and {len(refused) - 1} more refused)" if len(refused) > 1 else ""
-        DetectorError.__init__(self, f"{first.error}{more}; {len(refused)} of {len(summaries)} files refused, "
-                                     f"{loaded} loaded, the others skipped as already loaded")
+        skipped = sum(s.status == "skipped" for s in summaries)
+        DetectorError.__init__(self, f"{first.error}{more}; {len(refused)} of {len(summaries)} files refused "
+                                     f"({loaded} loaded, {skipped} skipped as already loaded)")
         self.path, self.line, self.problem = first.file, None, first.error
         self.refused, self.summaries = refused, summaries
 
