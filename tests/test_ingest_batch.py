@@ -50,6 +50,14 @@ def _batch(tmp_path: Path) -> dict[str, Path]:
 def test_mixed_batch_keeps_every_guarantee_per_file(tmp_path, monkeypatch, grouped):
     if not grouped:
         monkeypatch.setattr(batch_module.Batch, "key", lambda self, path: None)
+    groups = []
+    load_group = batch_module.Batch.load_group
+
+    def spy(self, wh, group, done):
+        groups.append(([item.path.name for item in group], load_group(self, wh, group, done)))
+        return groups[-1][1]
+
+    monkeypatch.setattr(batch_module.Batch, "load_group", spy)
     f = _batch(tmp_path)
     with Warehouse.open(tmp_path / "w.duckdb") as wh:
         (first,) = load_comtrade(wh, [f["ind"]])  # loaded before the batch
@@ -88,6 +96,10 @@ def test_mixed_batch_keeps_every_guarantee_per_file(tmp_path, monkeypatch, group
         assert loads == {str(f["ind"]): 1, str(f["old"]): 2, str(f["fra"]): 2, str(f["rejects"]): 1,
                          str(f["revised"]): 0}
         assert len(flows(wh)) == 1 + 2 + 2 + 1  # IND, USA (revised), FRA, MEX
+        # grouped: the good files loaded in groups of consecutive files, the revision's group replacing
+        # the rows of the group before it
+        assert groups == ([(["a_usa_old.csv", "b_fra.csv"], True), (["d_mex.csv", "e_usa_new.csv"], True)]
+                          if grouped else [])
         # the same batch again changes nothing
         before = (flows(wh), wh.con.execute("SELECT count(*) FROM rejects").fetchone())
         with pytest.raises(FilesRefused):

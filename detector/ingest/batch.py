@@ -10,10 +10,12 @@ per row. So the cheap checks stay per file and the expensive work is per group:
   one-file path, which refuses it with its own one-line error (file, line, problem) while the
   rest of the batch loads.
 - per group (`Batch.load_group`): a run of consecutive files with the same header line, encoding
-  and compression, up to GROUP_BYTES, is read by one DuckDB `read_csv` of the file list (in
-  parallel, with a filename column), parsed and validated set-wise by the source's SQL, written
-  to `flows`, `reporting`, `rejects` and `loads` in ONE transaction. Counts, rejects (with their
-  file and line) and the summary stay per file.
+  and compression, up to GROUP_BYTES, is read as if it were one file: plain utf-8 files a batch
+  of lines at a time by the Arrow reader, each batch proven clean as the one-file fast path
+  proves it (`fast_staging`), anything else by one DuckDB `read_csv` of the file list (in
+  parallel, with a filename column); each row carries its file's index. The source's SQL parses
+  and validates the rows set-wise, and `flows`, `reporting`, `rejects` and `loads` are written in
+  ONE transaction. Counts, rejects (with their file and line) and the summary stay per file.
 
 Why validate first and insert whole groups, rather than insert and take failures out: every
 problem that refuses a whole file is a header problem, found per file before any group is read;
@@ -22,8 +24,9 @@ On any doubt the group's transaction is rolled back and its files are loaded one
 order, by the one-file path (which also gives a broken file its exact error), so the result is
 always that of loading the files one after another:
   - a line the CSV reader cannot split (its line numbers are the one-file path's business);
-  - the same flows key in two files of the group (the later file must replace the earlier one,
-    as it would one group or one load later);
+  - a flows key repeated in the group: in two files, the later file must replace the earlier
+    one as it would one load later; in one file, the repeat is rejected quoting its line's
+    text, which the group does not keep;
   - rows not in file order in the staged table, or any error from DuckDB.
 Groups are consecutive runs of the batch, so a later file always replaces what an earlier one
 wrote. A group commits whole or not at all: a process killed mid-batch leaves the groups before
