@@ -23,8 +23,9 @@ from pathlib import Path
 import duckdb
 
 from detector.errors import ConfigError, InputError
-from detector.ingest.common import LoadSummary, load_files, record_rejects
+from detector.ingest.common import LoadSummary, load_files
 from detector.ingest.declarations import _col, _expect, _lit, _q, _stage, _str_list
+from detector.ingest.rejects import record_rejects
 from detector.warehouse import Warehouse
 
 DEFAULT_MAPPING = "kcs_results.toml"
