@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= out
 
-.PHONY: demo test lint bench monthly clean browser java
+.PHONY: demo test lint bench bench-ingest monthly clean browser java
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(if $(ROWS),--rows $(ROWS))
 	$(BIN)/python bench/profile.py $(if $(ROWS),--rows $(ROWS))
 	$(BIN)/python bench/engines.py
+
+# Only the ingest cases: one big file and the same rows as one file per reporter-year, against
+# DuckDB's typed read_csv of the same files (bench/results_ingest.md; a few minutes).
+bench-ingest: $(STAMP)
+	$(BIN)/python bench/run.py --ingest-only --scales 5000000
 
 monthly: $(STAMP)
 	$(BIN)/python -m pipelines.monthly --inbox $(INBOX) $(if $(MONTH),--month $(MONTH))

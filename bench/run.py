@@ -188,6 +188,10 @@ def pandas_peer(csv_path: Path) -> None:
 # ----------------------------------------------------------------------------- the ingest floor
 FLOOR_READ = "floor: Polars read of the loader's columns"
 FLOOR_STORE = "floor: insert of the valid rows into flows"
+INGEST_ONE = "ingest comtrade, the one big file"
+INGEST_MANY = "ingest comtrade, one file per reporter-year"
+FLOOR_ONE = "floor: DuckDB typed read_csv into a table, one file"
+FLOOR_MANY = "floor: DuckDB typed read_csv into a table, file list"
 
 
 def ingest_floor(csv_path: Path, db: Path) -> None:
@@ -218,6 +222,75 @@ def ingest_floor(csv_path: Path, db: Path) -> None:
     for leftover in (target, Path(f"{target}.wal")):
         leftover.unlink(missing_ok=True)
     shutil.rmtree(f"{target}.tmp", ignore_errors=True)
+
+
+def split_world(csv_path: Path) -> list[Path]:
+    """The world file split as a download comes, one file per reporter and year (about 600 files),
+    written once into a folder beside it and reused; the files in name order."""
+    folder = csv_path.with_name(csv_path.stem + "_by_reporter_year")
+    done = folder / ".complete"
+    if not done.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        df = pl.read_csv(csv_path, infer_schema=False)
+        df = df.with_columns(pl.col("period").str.slice(0, 4).alias("_year"))
+        for (reporter, year), part in df.group_by(["reporterCode", "_year"], maintain_order=True):
+            part.drop("_year").write_csv(folder / f"comtrade_{int(reporter):03d}_{year}.csv")
+        done.write_text("")
+    return sorted(folder.glob("comtrade_*.csv"))
+
+
+def read_csv_floor(paths: list[Path], db: Path) -> None:
+    """DuckDB's own typed read_csv of `paths` (one file or a file list) into a table of a new
+    database file, in one transaction: the floor under any load of those files. Prints `floor=seconds`."""
+    import duckdb
+
+    for leftover in (db, Path(f"{db}.wal")):
+        leftover.unlink(missing_ok=True)
+    with duckdb.connect(str(db)) as con:
+        started = time.perf_counter()
+        con.execute("BEGIN")
+        con.execute("CREATE TABLE t AS SELECT * FROM read_csv(?, header = true)", [[str(p) for p in paths]])
+        con.execute("COMMIT")
+        seconds = time.perf_counter() - started
+        rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
+    for leftover in (db, Path(f"{db}.wal")):
+        leftover.unlink(missing_ok=True)
+    print(f"floor={seconds:.3f} rows={rows}")
+
+
+def bench_ingest(rows: int, repeat: int, work: Path, data: Path, done) -> None:
+    """`detector ingest comtrade` of the one big world file and of its ~600 reporter-year files,
+    each against its floor: DuckDB's typed read_csv of the same file(s) into a table."""
+    csv_path = generated(rows, data)
+    files = split_world(csv_path)
+    with open(csv_path, "rb") as fh:
+        n = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 24), b"")) - 1
+    db = work / f"bench_ingest_{rows}.duckdb"
+
+    def fresh():
+        for p in (db, Path(f"{db}.wal")):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(f"{db}.tmp", ignore_errors=True)
+
+    list_file = work / "files.txt"
+    list_file.write_text("\n".join(str(f) for f in files))
+    print(f"{n:,} rows in one file and in {len(files)} files", flush=True)
+    cases = [(INGEST_ONE, [csv_path], FLOOR_ONE), (f"{INGEST_MANY} ({len(files)} files)", files,
+                                                   f"{FLOOR_MANY} ({len(files)} files)")]
+    for label, paths, floor_label in cases:
+        done({**measure(label, lambda paths=paths: detector_cmd(db, "ingest", "comtrade", "--quiet",
+                                                                *map(str, paths)), repeat, fresh), "rows": n})
+        floors, peaks = [], []
+        for _ in range(repeat):
+            _, peak, out = run_child([sys.executable, str(Path(__file__).resolve()), "--read-csv-floor",
+                                      str(work / "floor.duckdb"), *map(str, paths)],
+                                     {**os.environ, "PYTHONPATH": str(ROOT)})
+            floors.append(float(out.split("floor=")[1].split()[0]))
+            peaks.append(peak)
+            print(f"  {floor_label}: {floors[-1]:.1f}s", flush=True)
+        done({"step": floor_label, "seconds": median(floors), "runs": repeat, "peak": max(peaks), "rows": n})
+    fresh()
 
 
 # ----------------------------------------------------------------------------- the bench
@@ -322,6 +395,23 @@ TARGET_RUN_SECONDS_20M = 45.0
 TARGET_PEAK_BYTES = 4 * 10**9
 TARGET_GROWTH = 4.5
 TARGET_PEER_SPEEDUP = 10.0
+TARGET_FLOOR_SHARE = 0.8  # ingest speed as a share of DuckDB's typed read_csv of the same files
+
+
+def floor_ratios(results: list[dict]) -> list[str]:
+    """Each ingest case against its floor: floor seconds / ingest seconds (1.0 = as fast as the floor)."""
+    rows = []
+    for n in sorted({r["rows"] for r in results}):
+        for ingest_step, floor_step in ((INGEST_ONE, FLOOR_ONE), (INGEST_MANY, FLOOR_MANY)):
+            ingest = next((r for r in results if r["rows"] == n and r["step"].startswith(ingest_step)), None)
+            floor = next((r for r in results if r["rows"] == n and r["step"].startswith(floor_step)), None)
+            if not (ingest and floor):
+                continue
+            share = floor["seconds"] / ingest["seconds"]
+            status = "met" if share >= TARGET_FLOOR_SHARE else f"missed: {TARGET_FLOOR_SHARE / share:.2f}x too slow"
+            rows.append(f"| {ingest['step']} >= {TARGET_FLOOR_SHARE}x its floor ({n:,} rows) | "
+                        f"{ingest['seconds']:.1f} s vs {floor['seconds']:.1f} s = {share:.2f}x | {status} |")
+    return rows
 
 
 def targets(results: list[dict]) -> list[str]:
@@ -366,6 +456,7 @@ def targets(results: list[dict]) -> list[str]:
                 allowed = TARGET_GROWTH * (big / small) / 4  # 4.5 for 4x the rows
                 rows.append(f"| {step}: cost ratio <= {allowed:.2f} for {big / small:.2f}x the rows | {growth:.2f} | "
                             f"{verdict(growth <= allowed, f'{growth / allowed:.2f}x the allowed growth')} |")
+    rows += floor_ratios(results)
     peer = by.get((big, "pandas peer (median/MAD z)"))
     if peer and run:
         speedup = peer["seconds"] / run["seconds"]
@@ -375,8 +466,24 @@ def targets(results: list[dict]) -> list[str]:
     return rows
 
 
+INGEST_INTRO = [
+    "Generated by `python bench/run.py --ingest-only`: the generated world's Comtrade-format CSV loaded",
+    "by `detector ingest comtrade` as one big file, and the same rows as one file per reporter and",
+    "year (as a download comes), each in its own process into a new warehouse, timed whole. Each",
+    "`floor` row is DuckDB's own typed `read_csv` of the same file or file list into a table of a",
+    "new database file, in one transaction: no validation, no rejects, no de-duplication.", ""]
+
+
 def write_results(path: Path, results: list[dict], repeat: int) -> None:
     info = machine()
+    if all(r["step"].startswith(("ingest comtrade,", "floor: DuckDB")) for r in results):
+        lines = ["# Benchmark results: ingest of one file and of many", "", *INGEST_INTRO,
+                 "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
+                 f"Runs per step: {repeat} (median).", "", *table(results), "",
+                 "## Against the targets", "", *targets(results), ""]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines))
+        return
     lines = ["# Benchmark results", "",
              "Generated by `make bench` (`bench/run.py`): a world-scale Comtrade-format CSV (about 5,000 HS6",
              "codes, 200 economies, 36 months, Zipf-like corridors reported by both sides, a fifth of the rows",
@@ -404,13 +511,21 @@ def main(argv=None) -> None:
     ap.add_argument("--scales", help="comma-separated sizes (default 5,000,000 and --rows)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per step (median; default 3)")
     ap.add_argument("--no-pandas", action="store_true", help="skip the pandas peer")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    ap.add_argument("--out", type=Path)
     ap.add_argument("--data", type=Path, default=DATA, help="folder of the generated files (reused)")
     ap.add_argument("--work", type=Path, help="folder for warehouses and outputs (default: a temp folder)")
     ap.add_argument("--pandas-peer", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--ingest-floor", nargs=2, type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--ingest-only", action="store_true",
+                    help="only the ingest cases: one big file and the same rows as one file per reporter-year, "
+                         "each against DuckDB's typed read_csv of the same files (writes --out, default "
+                         "bench/results_ingest.md)")
+    ap.add_argument("--read-csv-floor", nargs="+", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    args.out = args.out or ROOT / "bench" / ("results_ingest.md" if args.ingest_only else "results.md")
+    if args.read_csv_floor:
+        return read_csv_floor(args.read_csv_floor[1:], args.read_csv_floor[0])
     if args.ingest_floor:
         return ingest_floor(*args.ingest_floor)
     if args.pandas_peer:
@@ -428,7 +543,11 @@ def main(argv=None) -> None:
             write_results(args.out, results, args.repeat)
 
         for rows in scales:
-            bench_scale(rows, args.repeat, work, args.data, not args.no_pandas, done)
+            if args.ingest_only:
+                bench_ingest(rows, args.repeat, work, args.data, done)
+            else:
+                bench_scale(rows, args.repeat, work, args.data, not args.no_pandas, done)
+                bench_ingest(rows, args.repeat, work, args.data, done)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -27,7 +27,9 @@ def test_every_declared_source_is_an_ingest_command():
     for source in sources.SOURCES:
         command = ingest.commands[source.name]
         assert command.help == source.description
-        assert {p.opts[0] for p in command.params if p.opts[0].startswith("--")} == {o.flag for o in source.options}
+        # every ingest command also takes --quiet (no progress, no line per file)
+        assert {p.opts[0] for p in command.params if p.opts[0].startswith("--")} == {o.flag for o in source.options} | {
+            "--quiet"}
 
 
 def test_inbox_files_are_told_apart_by_their_declared_headers(tmp_path):

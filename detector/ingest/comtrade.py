@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from detector.ingest.batch import Batch
 from detector.ingest.common import LoadSummary, load_files
 from detector.ingest.fast_staging import restage_rows, stage_csv_batches
 from detector.ingest.rejects import record_rejects
@@ -164,7 +165,7 @@ rows AS (
            TRY_CAST(s.primary_raw AS DOUBLE) AS primary_value,
            TRY_CAST(s.weight_raw AS DOUBLE)  AS net_weight_kg,
            TRY_CAST(s.qty_raw AS DOUBLE)     AS quantity,
-           {raw_refs}
+           {raw_refs}{carry_rows}
     FROM (SELECT row_no, {freqCode} AS k_freq, {period} AS k_period, {refPeriodId} AS k_ref_period_id,
                  {refYear} AS k_ref_year, {refMonth} AS k_ref_month,
                  {reporterCode} AS k_rc, {reporterISO} AS k_ri, {partnerCode} AS k_pc, {partnerISO} AS k_pi,
@@ -172,7 +173,7 @@ rows AS (
                  {flowCode} AS k_flow, {classificationCode} AS k_class, {customsCode} AS k_customs,
                  {motCode} AS k_mot, {qtyUnitAbbr} AS k_unit, {cmdCode} AS k_cmd,
                  {cifvalue} AS cif_raw, {fobvalue} AS fob_raw, {primaryValue} AS primary_raw,
-                 {netWgt} AS weight_raw, {qty} AS qty_raw, {raw_columns}
+                 {netWgt} AS weight_raw, {qty} AS qty_raw, {raw_columns}{carry_in}
           FROM staged_raw) s
     JOIN period_dim pd ON pd.k_freq IS NOT DISTINCT FROM s.k_freq AND pd.k_period IS NOT DISTINCT FROM s.k_period
          AND pd.k_ref_period_id IS NOT DISTINCT FROM s.k_ref_period_id
@@ -234,7 +235,7 @@ SELECT row_no, period, freq, reporter, partner,
        CASE WHEN partner2_is_aggregate THEN NULL ELSE partner2 END AS partner2,
        flow_code, hs_code, hs_revision, hs_fixed,
        value_usd, net_weight_kg, quantity, qty_unit, reject_reason,
-       CASE WHEN reject_reason IS NOT NULL THEN {raw_line} END AS raw
+       CASE WHEN reject_reason IS NOT NULL THEN {raw_line} END AS raw{carry_out}
 FROM judged
 """
 
@@ -268,8 +269,9 @@ def _hs_revision_sql() -> str:
     return f"CASE classification {whens} ELSE classification END"
 
 
-def _parse_sql(header: list[str], path: Path, into: str) -> str:
-    """PARSE_SQL over `staged_raw` for a file of this header, writing `into` the table parsed."""
+def _parse_sql(header: list[str], path: Path, into: str, batch: bool = False) -> str:
+    """PARSE_SQL over `staged_raw` for a file of this header, writing `into` the table parsed;
+    `batch`: `staged_raw` holds a group of files, each row's file_idx carried into `parsed`."""
     columns = column_map(header, path, USED_COLUMNS, REQUIRED, "a UN Comtrade file")
     read = _read_columns(header)
     # The staged text of the read columns rides along as raw_0.. so that a rejected row's line
@@ -278,7 +280,9 @@ def _parse_sql(header: list[str], path: Path, into: str) -> str:
         **columns, into=into, hs_revision=_hs_revision_sql(),
         raw_columns=", ".join(f"{duckdb.ColumnExpression(c)} AS raw_{i}" for i, c in enumerate(read)),
         raw_refs=", ".join(f"s.raw_{i}" for i in range(len(read))),
-        raw_line="concat_ws(',', " + ", ".join(f"coalesce(raw_{i}, '')" for i in range(len(read))) + ")")
+        raw_line="concat_ws(',', " + ", ".join(f"coalesce(raw_{i}, '')" for i in range(len(read))) + ")",
+        carry_in=", file_idx" if batch else "", carry_rows=", s.file_idx" if batch else "",
+        carry_out=", file_idx" if batch else "")
 
 
 def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
@@ -307,5 +311,24 @@ def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) 
     con.execute("DROP VIEW candidate_flows")
 
 
+# A group of files (see detector.ingest.batch): the same rows as CANDIDATES_SQL, each with its file's load id.
+BATCH_CANDIDATES_SQL = """
+SELECT 'comtrade' AS source, period, freq, reporter, partner, partner2, flow_code AS flow, hs_code,
+       hs_revision, value_usd, net_weight_kg, quantity, qty_unit AS quantity_unit, b.load_id, row_no, file_idx
+FROM parsed JOIN batch_files b USING (file_idx)
+WHERE reject_reason IS NULL
+"""
+
+
+def _check_header(names: list[str], path: Path) -> None:
+    column_map(names, path, USED_COLUMNS, REQUIRED, "a UN Comtrade file")
+
+
+BATCH = Batch(SOURCE, _read_columns, _check_header,
+              lambda header, path, into: _parse_sql(header, path, into, batch=True),
+              BATCH_CANDIDATES_SQL, flow="flow_code")
+
+
 def load_comtrade(wh: Warehouse, paths) -> list[LoadSummary]:
-    return load_files(wh, paths, SOURCE, _load_one)
+    """Load the files (see detector.ingest.batch: groups of files in one scan, each file whole or not at all)."""
+    return load_files(wh, paths, SOURCE, _load_one, batch=BATCH)

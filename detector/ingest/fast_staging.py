@@ -186,3 +186,81 @@ def _clean_batches(path: Path, header: list[str], chosen: list[str], delimiter: 
                 raise _NotClean
             yield table.append_column("row_no", pa.array(np.arange(row_no, row_no + lines, dtype=np.int64)))
             row_no += lines
+
+
+def clean_batches_of_files(paths: list[Path], header: list[str], chosen: list[str], delimiter: str, lines: list[int]):
+    """`_clean_batches` over a group of plain utf-8 files of one header line, as if they were one
+    file: Arrow tables of the `chosen` text columns + row_no (numbering the group's rows) + file_idx
+    (the file's place in `paths`), about `_BATCH_BYTES` of text each; `lines` gets each file's
+    row count as it is read. Raises NotClean at the first doubt (a file whose first line differs
+    from the first file's, or any line `_check_lines` or the Arrow reader doubts)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    width = len(header)
+    if width < 2:
+        raise _NotClean
+    options = dict(
+        read_options=pa_csv.ReadOptions(column_names=header),
+        parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False,
+                                          newlines_in_values=False, ignore_empty_lines=False),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={c: pa.string() for c in chosen}, include_columns=chosen,
+            strings_can_be_null=True, null_values=[""], check_utf8=True),
+    )
+    sep = delimiter.encode()
+    first_line = None
+    crlf = False
+    texts, owners, size, row_no = [], [], 0, 1
+
+    def flush():
+        text = b"".join(texts)
+        counts = [n for _, n in owners]
+        table = pa_csv.read_csv(pa.py_buffer(text), **options) if text else None
+        total = sum(counts)
+        if table is None or table.num_rows != total or table.column_names != chosen:
+            raise _NotClean
+        idx = np.repeat(np.array([i for i, _ in owners], dtype=np.int32), counts)
+        return table.append_column("row_no", pa.array(np.arange(row_no, row_no + total, dtype=np.int64))) \
+            .append_column("file_idx", pa.array(idx))
+
+    for i, path in enumerate(paths):
+        data = Path(path).read_bytes()
+        cut = data.find(b"\n") + 1
+        if cut == 0:  # no line break: a header alone, or nothing
+            head, body = data, b""
+        else:
+            head, body = data[:cut], data[cut:]
+        head = head.removeprefix(codecs.BOM_UTF8)
+        if first_line is None:
+            first_line, crlf = head.rstrip(b"\r\n"), head.endswith(b"\r\n")
+            if len(head) > _MAX_LINE:
+                raise _NotClean
+            _check_lines(head, crlf, sep, width)
+        elif head.rstrip(b"\r\n") != first_line:
+            raise _NotClean
+        if body and not body.endswith(b"\n"):
+            body += b"\r\n" if crlf else b"\n"
+        n = _check_lines(body, crlf, sep, width) if body else 0
+        lines.append(n)
+        if n:
+            texts.append(body)
+            owners.append((i, n))
+            size += len(body)
+        if size >= _BATCH_BYTES:
+            try:
+                yield flush()
+            except (pa.ArrowException, OSError, ValueError):
+                raise _NotClean from None
+            row_no += sum(n for _, n in owners)
+            texts, owners, size = [], [], 0
+    if owners:
+        try:
+            yield flush()
+        except (pa.ArrowException, OSError, ValueError):
+            raise _NotClean from None
+
+
+NotClean = _NotClean
+plain_delimiter = _plain_delimiter

@@ -43,3 +43,11 @@ def scan_inbox(inbox: str | os.PathLike) -> list[InboxFile]:
 def load_file(wh: Warehouse, item: InboxFile):
     """Load an inbox file with its source's loader (its LoadSummary list)."""
     return sources.get(item.kind).load(wh, [item.path])
+
+
+def load_files_of(wh: Warehouse, items: list[InboxFile]):
+    """Load inbox files of one source as one batch with its loader (their LoadSummary list)."""
+    kinds = {item.kind for item in items}
+    if len(kinds) != 1:
+        raise DetectorError(f"one source per batch, not {', '.join(sorted(kinds))}")
+    return sources.get(kinds.pop()).load(wh, [item.path for item in items])

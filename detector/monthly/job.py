@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 import time
+from itertools import groupby
 from pathlib import Path
 
 from detector.export import safe_out_dir
+from detector.ingest.common import reporting_progress
 from detector.leftovers import owned_name, remove_left_behind
-from detector.monthly.inbox import load_file, scan_inbox
+from detector.monthly.inbox import load_files_of, scan_inbox
 from detector.monthly.lifecycle import write_lead_status
 from detector.monthly.log import Log
 from detector.monthly.progress import Progress
@@ -51,18 +53,28 @@ def run_monthly(db, inbox, out, month=None, settings: Settings | None = None, lo
         t0 = time.perf_counter()
         files, totals = [], {"loaded": 0, "skipped": 0, "rows_loaded": 0, "rows_replaced": 0, "rows_rejected": 0}
         task = bars.task("loading", len(loadable))
-        for item in loadable:
-            t1 = time.perf_counter()
-            for s in load_file(wh, item):
-                totals["loaded" if s.status == "loaded" else "skipped"] += 1
-                for key in ("rows_loaded", "rows_replaced", "rows_rejected"):
-                    totals[key] += getattr(s, key)
-                record = {"file": s.file, "source": s.source, "status": s.status, "rows_read": s.rows_read,
-                          "rows_loaded": s.rows_loaded, "rows_replaced": s.rows_replaced,
-                          "rows_rejected": s.rows_rejected}
-                files.append(record)
-                emit("load", t1, **record)
-            bars.advance(task, f"loaded {item.path.name}")
+        t1 = time.perf_counter()
+
+        def loaded(s) -> None:  # each file as its batch finishes it
+            if s.status == "refused":
+                emit("load", t1, level="error", file=s.file, source=s.source, status=s.status, message=s.error)
+                bars.advance(task, f"refused {Path(s.file).name}")
+                return
+            totals["loaded" if s.status == "loaded" else "skipped"] += 1
+            for key in ("rows_loaded", "rows_replaced", "rows_rejected"):
+                totals[key] += getattr(s, key)
+            record = {"file": s.file, "source": s.source, "status": s.status, "rows_read": s.rows_read,
+                      "rows_loaded": s.rows_loaded, "rows_replaced": s.rows_replaced,
+                      "rows_rejected": s.rows_rejected}
+            files.append(record)
+            emit("load", t1, **record)
+            bars.advance(task, f"loaded {Path(s.file).name}")
+
+        # Consecutive files of one source load as one batch (groups of files in one scan, each file
+        # whole or not at all); a refused file stops the job after the others of its batch loaded.
+        with reporting_progress(loaded):
+            for _, run in groupby(loadable, key=lambda item: item.kind):
+                load_files_of(wh, list(run))
         emit("ingest", t0, files=len(loadable), **totals)
 
         t0 = time.perf_counter()
