@@ -115,7 +115,10 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
     frames.append(kept.cast({k: v for k, v in DETECTOR_OUTPUT_SCHEMA.items()}))
     families = {name: spec.evidence_family for name, spec in specs.items()}
     combined = pl.concat(frames, how="vertical_relaxed")
-    alerts = scoring.with_ids_and_leads(combined, families) if combined.height else pl.DataFrame(schema=ALERT_SCHEMA)
+    # The corridor-months flagged before the window: an episode that began there keeps its lead id.
+    earlier = wh.frame(scoring.corridor_months_sql("period < $start"), {"start": window.start})
+    alerts = (scoring.with_ids_and_leads(combined, families, earlier) if combined.height
+              else pl.DataFrame(schema=ALERT_SCHEMA))
     result.alerts = alerts.select(list(ALERT_SCHEMA))
     _store(wh, result, chosen, settings, started, before_commit, tables)
     return result
