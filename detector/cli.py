@@ -35,6 +35,8 @@ def friendly_errors(func):
             if debug:
                 raise
             raise click.ClickException(str(exc)) from None
+        except click.ClickException:  # usage errors: click prints them as they are
+            raise
         except BrokenPipeError:  # output piped into `head` and closed early: not an error
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (nothing more may be written)
             ctx.exit(0)
@@ -332,6 +334,40 @@ def monthly(obj: Context, inbox, out, month, window_months, names, log_format, f
                              detectors=list(names) or None, debug=obj.debug)
     if code:
         sys.exit(code)
+
+
+# ---------------------------------------------------------------- verdicts
+@main.command()
+@click.argument("lead_id", required=False)
+@click.option("--verdict", metavar="confirmed|dismissed|watch", help="The verdict on the lead.")
+@click.option("--note", metavar="TEXT", help="Why (required).")
+@click.option("--by", "by", metavar="NAME", help="Who gives it (default: $DETECTOR_ANALYST, else the login name).")
+@click.option("--until", metavar="YYYY-MM", help="dismissed or watch: lasts to the end of this month.")
+@click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV of verdicts, one lead per line: lead_id,verdict,note[,by][,until].")
+@click.option("--list", "show", is_flag=True, help="Show the leads awaiting review and the verdicts given.")
+@click.option("--top", default=20, show_default=True, help="With --list: leads awaiting review to show.")
+@click.pass_obj
+@friendly_errors
+def review(obj: Context, lead_id, verdict, note, by, until, path, show, top):
+    """Record an analyst's verdict on a lead (confirmed, dismissed, watch), or list them."""
+    from detector import verdicts
+
+    if sum(bool(x) for x in (lead_id, path, show)) != 1:
+        raise click.UsageError("give a LEAD_ID with --verdict and --note, or --file CSV, or --list")
+    if show:
+        with obj.open(read_only=True) as wh:
+            click.echo(verdicts.format_review_list(*verdicts.review_list(wh), top=top), nl=False)
+        return
+    if path and (verdict or note or until):
+        raise click.UsageError("--file takes the verdicts from the file; drop --verdict/--note/--until")
+    batch = verdicts.read_verdict_file(path) if path else verdicts.one_verdict(lead_id, verdict, note, by, until)
+    with obj.open() as wh:
+        rows = verdicts.record(wh, batch, analyst=by)
+    for r in rows.iter_rows(named=True):
+        until_text = f" until {r['until']:%Y-%m}" if r["until"] else ""
+        click.echo(f"{r['lead_id']}: {r['verdict']}{until_text} by {r['reviewed_by']} "
+                   f"(lead score {r['lead_score']:.2f}, run {r['run_id']})")
 
 
 # ---------------------------------------------------------------- reference data

@@ -79,3 +79,102 @@ def test_a_continuing_lead_keeps_its_id_across_monthly_runs(monthly):
     both = third.join(monthly["whole"], on="alert_id", suffix="_whole")
     assert both.height >= 0.9 * monthly["whole"].height
     assert (both["lead_id"] == both["lead_id_whole"]).all()
+
+
+# ---------------------------------------------------------------- recording verdicts
+def _cli(db, *args):
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    return CliRunner().invoke(main, ["--db", db, *args])
+
+
+def _verdicts(db) -> pl.DataFrame:
+    with Warehouse.open(db, read_only=True) as wh:
+        return wh.frame("SELECT * FROM verdicts ORDER BY reviewed_at, verdict_id")
+
+
+def _top_leads(db, n: int) -> list[str]:
+    from detector import verdicts
+
+    with Warehouse.open(db, read_only=True) as wh:
+        awaiting, _ = verdicts.review_list(wh)
+    return awaiting["lead_id"].head(n).to_list()
+
+
+def test_review_records_a_verdict_and_refuses_bad_input_whole(monthly, tmp_path):
+    db = str(tmp_path / "wh.duckdb")
+    shutil.copyfile(monthly["db"], db)
+    first, second = _top_leads(db, 2)
+    ok = _cli(db, "review", first, "--verdict", "dismissed", "--note", "smelter expansion, known", "--by", "ana",
+              "--until", "2025-06")
+    assert ok.exit_code == 0, ok.output
+    assert first in ok.output and "dismissed until 2025-06 by ana" in ok.output
+    for args, message in [
+        (["nosuchlead", "--verdict", "watch", "--note", "x"], "unknown lead nosuchlead"),
+        ([second, "--verdict", "maybe", "--note", "x"], "verdict 'maybe': choose confirmed, dismissed, watch"),
+        ([second, "--verdict", "watch", "--note", "x", "--until", "2025-13"], "bad until month '2025-13'"),
+        ([second, "--verdict", "watch"], "a note is required"),
+    ]:
+        bad = _cli(db, "review", *args)
+        assert bad.exit_code == 1 and message in bad.output and "Traceback" not in bad.output
+        assert len(bad.output.strip().splitlines()) == 1
+    # A file with one bad line writes nothing; the same file corrected writes every line.
+    csv = tmp_path / "verdicts.csv"
+    csv.write_text(f"lead_id,verdict,note,by,until\n{second},watch,odd timing,bo,\n{first},confirmed,seized,,2025-1\n")
+    bad = _cli(db, "review", "--file", str(csv))
+    assert bad.exit_code == 1 and f"{csv}:3: bad until month '2025-1'" in bad.output
+    assert _verdicts(db).height == 1
+    csv.write_text(f"lead_id,verdict,note,by,until\n{second},watch,odd timing,bo,\n{first},confirmed,seized,,\n")
+    good = _cli(db, "review", "--file", str(csv), "--by", "cy")
+    assert good.exit_code == 0, good.output
+    stored = _verdicts(db)
+    assert stored["verdict"].to_list() == ["dismissed", "watch", "confirmed"]
+    assert stored["reviewed_by"].to_list() == ["ana", "bo", "cy"]
+    assert stored["until"].to_list() == [dt.date(2025, 6, 1), None, None]
+    # Each verdict carries its lead as it stood: corridor, episode, score and run.
+    with Warehouse.open(db, read_only=True) as wh:
+        lead = wh.frame("SELECT lead_id, max(lead_score) AS s, max(period) AS last, any_value(run_id) AS run "
+                        "FROM alerts WHERE lead_id = $l GROUP BY lead_id", {"l": first}).row(0, named=True)
+    row = stored.row(0, named=True)
+    assert row["lead_score"] == pytest.approx(lead["s"]) and row["last_seen"] == lead["last"]
+    assert row["run_id"] == lead["run"] and row["destination"] and row["families"]
+    listing = _cli(db, "review", "--list")
+    assert listing.exit_code == 0
+    assert "Verdicts given: 3" in listing.output and "seized" in listing.output
+    awaiting = listing.output.split("Verdicts given")[0]
+    assert first not in awaiting and second not in awaiting
+
+
+def test_verdicts_survive_a_rerun_a_revision_and_a_failed_run(monthly, tmp_path):
+    from detector import verdicts
+
+    db = str(tmp_path / "wh.duckdb")
+    shutil.copyfile(monthly["db"], db)
+    leads = _top_leads(db, 3)
+    with Warehouse.open(db) as wh:
+        verdicts.record(wh, pl.DataFrame({"lead_id": leads, "verdict": ["confirmed", "dismissed", "watch"],
+                                          "note": ["a", "b", "c"]}), analyst="ana")
+    before = _verdicts(db)
+
+    def judged(wh) -> dict[str, str]:
+        verdicts.register_families(wh.con)
+        got = wh.frame(verdicts.open_leads_sql()).filter(pl.col("v_verdict").is_not_null())
+        return dict(zip(got["lead_id"], got["v_verdict"], strict=True))
+
+    with Warehouse.open(db) as wh:
+        assert judged(wh) == dict(zip(leads, ["confirmed", "dismissed", "watch"], strict=True))
+        run_detectors(wh, WINDOWS[-1], DETECTORS)  # rerun
+        assert judged(wh) == dict(zip(leads, ["confirmed", "dismissed", "watch"], strict=True))
+        # A revision of the window's months (every value 5 % higher), re-scored.
+        wh.con.execute("UPDATE flows SET value_usd = value_usd * 1.05 WHERE period >= ?", [WINDOWS[-1].start])
+        run_detectors(wh, WINDOWS[-1], DETECTORS)
+        assert set(judged(wh).values()) == {"confirmed", "dismissed", "watch"}
+
+        def broken(con, result):
+            raise RuntimeError("killed before the commit")
+
+        with pytest.raises(RuntimeError):
+            run_detectors(wh, WINDOWS[-1], DETECTORS, before_commit=broken)
+    assert _verdicts(db).equals(before)

@@ -1,0 +1,220 @@
+"""Analysts' verdicts on leads: confirmed, dismissed or watch, kept in the append-only `verdicts` table.
+
+A verdict is about a lead: its corridor (commodity, shipper, destination) and its episode (the
+flagged months, quiet gaps of up to `LEAD_GAP_MONTHS` bridged; `detector.scoring`). It is recorded
+with who gave it, when, why, on which run and at which lead score, and with the corridor and
+episode as they stood, so that it finds its lead again after a rerun or a revision
+(`verdict_of_leads_sql`): by lead id, else by corridor and an overlapping episode.
+
+Rows are only ever inserted, each batch in its own transaction, all lines of a batch or none:
+no run, revision or killed process can lose a verdict. The latest verdict on a lead is the one
+that holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+from pathlib import Path
+
+import polars as pl
+
+from detector.errors import DetectorError, InputError
+from detector.scoring import LEAD_GAP_MONTHS, LEAD_STRENGTH_SQL, SHIPPER_SQL, STORY_SQL
+
+VERDICTS = ("confirmed", "dismissed", "watch")
+FILE_COLUMNS = ("lead_id", "verdict", "note")  # required; `by` and `until` optional
+COLUMNS = ["verdict_id", "lead_id", "verdict", "note", "reviewed_by", "reviewed_at", "until", "run_id",
+           "lead_score", "commodity", "shipper", "destination", "first_seen", "last_seen", "detectors",
+           "families"]
+
+
+def families_frame() -> pl.DataFrame:
+    """detector -> evidence family, from the registry."""
+    from detector.detectors import registry
+
+    specs = registry.all_detectors()
+    return pl.DataFrame({"detector": list(specs), "family": [s.evidence_family for s in specs.values()]})
+
+
+def register_families(con) -> None:
+    """Make `detector_families` (detector, family) readable by the SQL of this module."""
+    con.register("detector_families", families_frame())
+
+
+# One row per stored lead: its corridor, episode so far, latest score and run, detectors and families.
+LEADS_SQL = f"""
+SELECT a.lead_id,
+       any_value({STORY_SQL}) AS commodity, any_value({SHIPPER_SQL}) AS shipper,
+       any_value(a.destination) AS destination,
+       min(a.period) AS first_seen, max(a.period) AS last_seen,
+       arg_max({LEAD_STRENGTH_SQL}, a.period) AS lead_score,
+       arg_max(a.run_id, a.period) AS run_id,
+       string_agg(DISTINCT a.detector, ',' ORDER BY a.detector) AS detectors,
+       string_agg(DISTINCT coalesce(f.family, a.detector), ',' ORDER BY coalesce(f.family, a.detector)) AS families
+FROM alerts a LEFT JOIN detector_families f ON f.detector = a.detector
+WHERE a.lead_id IS NOT NULL
+GROUP BY a.lead_id
+"""
+
+
+def verdict_of_leads_sql(leads: str = f"({LEADS_SQL})") -> str:
+    """SQL: each lead of `leads` (columns of LEADS_SQL) that has a verdict, with the latest one that
+    applies to it: given on its lead id, or on its corridor for an episode its months overlap or
+    continue (within the lead gap). Columns: lead_id, then the verdict's columns prefixed `v_`."""
+    cols = ", ".join(f"v.{c} AS v_{c}" for c in COLUMNS)
+    return f"""
+    SELECT * EXCLUDE (pick) FROM (
+        SELECT l.lead_id, {cols},
+               row_number() OVER (PARTITION BY l.lead_id ORDER BY v.reviewed_at DESC, v.verdict_id DESC) AS pick
+        FROM {leads} l
+        JOIN verdicts v
+          ON v.lead_id = l.lead_id
+          OR (v.commodity IS NOT DISTINCT FROM l.commodity AND v.shipper IS NOT DISTINCT FROM l.shipper
+              AND v.destination IS NOT DISTINCT FROM l.destination
+              AND l.first_seen <= v.last_seen + INTERVAL {LEAD_GAP_MONTHS + 1} MONTH
+              AND l.last_seen >= v.first_seen))
+    WHERE pick = 1
+    """
+
+
+def default_analyst() -> str:
+    """Who gives a verdict when --by is not given: $DETECTOR_ANALYST, else the login name."""
+    try:
+        return os.environ.get("DETECTOR_ANALYST") or getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name (some containers): say so rather than fail
+        return "unknown"
+
+
+def read_verdict_file(path) -> pl.DataFrame:
+    """A CSV of verdicts, one lead per line: lead_id,verdict,note[,by][,until] (header required)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        df = pl.read_csv(path, infer_schema=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad input file
+        raise InputError(path, f"cannot read as CSV: {str(exc).splitlines()[0]}") from None
+    df = df.rename({c: c.strip().lower() for c in df.columns})
+    missing = [c for c in FILE_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)}; expected lead_id,verdict,note[,by][,until]", 1)
+    unknown = [c for c in df.columns if c not in (*FILE_COLUMNS, "by", "until")]
+    if unknown:
+        raise InputError(path, f"unknown column(s) {', '.join(unknown)}; expected lead_id,verdict,note[,by][,until]", 1)
+    if df.height == 0:
+        raise InputError(path, "no verdicts in the file")
+    return df.with_row_index("line", offset=2).with_columns(pl.lit(str(path)).alias("source"))
+
+
+def one_verdict(lead_id: str, verdict: str | None, note: str | None, by: str | None = None,
+                until: str | None = None) -> pl.DataFrame:
+    """The verdict of the command line as a one-line batch."""
+    return pl.DataFrame({"lead_id": [lead_id], "verdict": [verdict], "note": [note], "by": [by], "until": [until],
+                         "line": [None], "source": [None]},
+                        schema={"lead_id": pl.String, "verdict": pl.String, "note": pl.String, "by": pl.String,
+                                "until": pl.String, "line": pl.UInt32, "source": pl.String})
+
+
+def _checked(batch: pl.DataFrame, leads: pl.DataFrame, analyst: str) -> pl.DataFrame:
+    """The batch with its fields cleaned and checked; the first bad line raises (one line)."""
+    for col in ("by", "until"):
+        if col not in batch.columns:
+            batch = batch.with_columns(pl.lit(None, pl.String).alias(col))
+    text = pl.col
+    b = batch.with_columns(
+        text("lead_id").str.strip_chars(), text("verdict").str.strip_chars().str.to_lowercase(),
+        text("note").str.strip_chars(), text("by").str.strip_chars(), text("until").str.strip_chars(),
+    ).with_columns(
+        pl.when(text("by").is_null() | (text("by") == "")).then(pl.lit(analyst)).otherwise(text("by")).alias("by"),
+        pl.when(text("until") == "").then(None).otherwise(text("until")).alias("until"),
+    )
+    month_ok = text("until").str.contains(r"^\d{4}-(0[1-9]|1[0-2])$")
+    b = b.with_columns(
+        pl.when(month_ok).then((text("until") + "-01").str.to_date(strict=False)).alias("until_month"))
+    known = b.join(leads.select("lead_id", pl.lit(True).alias("_known")), on="lead_id", how="left")
+    problem = (
+        pl.when(text("lead_id").is_null() | (text("lead_id") == "")).then(pl.lit("no lead id"))
+        .when(text("_known").is_null())
+        .then(pl.format("unknown lead {}; `detector review --list` shows the leads", text("lead_id")))
+        .when(~text("verdict").is_in(list(VERDICTS)) | text("verdict").is_null())
+        .then(pl.format("verdict '{}': choose {}", text("verdict").fill_null(""), pl.lit(", ".join(VERDICTS))))
+        .when(text("note").is_null() | (text("note") == ""))
+        .then(pl.lit("a note is required: say why"))
+        .when(text("until").is_not_null() & ~month_ok)
+        .then(pl.format("bad until month '{}': expected YYYY-MM", text("until")))
+    )
+    bad = known.with_columns(problem.alias("problem")).filter(pl.col("problem").is_not_null())
+    if bad.height:
+        first = bad.row(0, named=True)
+        more = f" ({bad.height - 1} more bad line{'s' if bad.height > 2 else ''}; nothing recorded)" \
+            if bad.height > 1 else " (nothing recorded)"
+        if first["source"] is not None:
+            raise InputError(first["source"], first["problem"] + more, first["line"])
+        raise DetectorError(first["problem"])
+    return b
+
+
+def record(wh, batch: pl.DataFrame, analyst: str | None = None, at: dt.datetime | None = None) -> pl.DataFrame:
+    """Record a batch of verdicts (one_verdict or read_verdict_file): all of them, in one
+    transaction, or none (the first bad line raises). Returns the rows written."""
+    con = wh.con
+    con.complete()
+    with wh.transaction():
+        register_families(con)
+        leads = con.sql(LEADS_SQL).pl()
+        checked = _checked(batch, leads, analyst or default_analyst())
+        at = at or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        rows = checked.join(leads, on="lead_id", how="left").select(
+            "lead_id", "verdict", "note", pl.col("by").alias("reviewed_by"), pl.lit(at).alias("reviewed_at"),
+            pl.col("until_month").alias("until"), "run_id", "lead_score", "commodity", "shipper", "destination",
+            "first_seen", "last_seen", "detectors", "families")
+        con.register("verdict_rows", rows)
+        rows = con.sql("SELECT replace(CAST(uuid() AS VARCHAR), '-', '') AS verdict_id, * FROM verdict_rows").pl()
+        con.unregister("verdict_rows")
+        con.register("verdict_rows", rows)
+        con.execute(f"INSERT INTO verdicts ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM verdict_rows")
+        con.unregister("verdict_rows")
+    return rows.select(COLUMNS)
+
+
+def open_leads_sql(ranked: bool = True) -> str:
+    """SQL: the leads still open at the latest month flagged (flagged within the lead gap before
+    it), each with its latest verdict where one applies (columns v_*), strongest first."""
+    return f"""
+    WITH leads AS ({LEADS_SQL}),
+    latest AS (SELECT max(period) AS month FROM alerts),
+    open AS (SELECT l.* FROM leads l, latest
+             WHERE l.last_seen > latest.month - INTERVAL {LEAD_GAP_MONTHS + 1} MONTH),
+    judged AS ({verdict_of_leads_sql("open")})
+    SELECT o.*, j.* EXCLUDE (lead_id) FROM open o LEFT JOIN judged j USING (lead_id)
+    ORDER BY o.lead_score DESC NULLS LAST, o.lead_id
+    """
+
+
+def review_list(wh) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(open leads awaiting review, strongest first; every verdict given, latest first)."""
+    con = wh.con
+    con.complete()
+    register_families(con)
+    awaiting = con.sql(open_leads_sql()).pl().filter(pl.col("v_verdict").is_null())
+    given = con.sql(f"SELECT {', '.join(COLUMNS)} FROM verdicts ORDER BY reviewed_at DESC, verdict_id").pl()
+    return awaiting, given
+
+
+def format_review_list(awaiting: pl.DataFrame, given: pl.DataFrame, top: int = 20) -> str:
+    lines = [f"Leads awaiting review: {awaiting.height}"]
+    shown = awaiting.head(top)
+    for r in shown.iter_rows(named=True):
+        lines.append(f"  {r['lead_id']}  {r['lead_score']:.2f}  {r['commodity'] or '-'}  "
+                     f"{r['shipper'] or '?'} -> {r['destination'] or '?'}  "
+                     f"{r['first_seen']:%Y-%m}..{r['last_seen']:%Y-%m}  {r['detectors']}")
+    if awaiting.height > shown.height:
+        lines.append(f"  ... and {awaiting.height - shown.height} more")
+    lines.append(f"Verdicts given: {given.height}")
+    for r in given.iter_rows(named=True):
+        until = f" until {r['until']:%Y-%m}" if r["until"] else ""
+        lines.append(f"  {r['reviewed_at']:%Y-%m-%d %H:%M}  {r['lead_id']}  {r['verdict']}{until}  "
+                     f"by {r['reviewed_by']}  (score {r['lead_score']:.2f}, run {r['run_id']}): {r['note']}")
+    return "\n".join(lines) + "\n"
