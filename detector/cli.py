@@ -277,8 +277,9 @@ def sample(out, seed, start, end):
 
 
 @main.command()
-@click.option("--cases", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="cases.json from `detector sample`, or a CSV origin,via,destination,hs_prefix,start,end.")
+@click.option("--cases", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="cases.json from `detector sample`, or a CSV origin,via,destination,hs_prefix,start,end "
+                   "(the analysts' confirmed and dismissed verdicts count as cases and decoys too).")
 @click.option("--top", "top_k", default=25, show_default=True, help="K of recall@K and precision@K.")
 @click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]), show_default=True)
 @click.option("--by-detector", is_flag=True, help="Also score each detector's alerts alone.")
@@ -286,12 +287,19 @@ def sample(out, seed, start, end):
 @friendly_errors
 def evaluate(obj: Context, cases, top_k, fmt, by_detector):
     """Score the stored alerts against known cases: recall@K, precision@K, decoys in the top K."""
+    import polars as pl
+
     from detector.evaluate import evaluate as score_cases
     from detector.evaluate import evaluate_by_detector, format_by_detector, format_evaluation, load_cases
+    from detector.verdicts import cases_from_verdicts
 
-    known = load_cases(cases)
     with obj.open(read_only=True) as wh:
         alerts = wh.frame("SELECT * FROM alerts")
+        judged = cases_from_verdicts(wh)
+    known = pl.concat([load_cases(cases), judged], how="vertical_relaxed") if cases else judged
+    if known.height == 0:
+        raise DetectorError("no cases: give --cases FILE, or confirm leads first (detector review LEAD_ID "
+                            "--verdict confirmed --note ...)")
     combined = score_cases(alerts, known, top_k=top_k)
     click.echo(format_evaluation(combined, fmt))
     if by_detector and fmt == "text":

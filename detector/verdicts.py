@@ -218,3 +218,87 @@ def format_review_list(awaiting: pl.DataFrame, given: pl.DataFrame, top: int = 2
         lines.append(f"  {r['reviewed_at']:%Y-%m-%d %H:%M}  {r['lead_id']}  {r['verdict']}{until}  "
                      f"by {r['reviewed_by']}  (score {r['lead_score']:.2f}, run {r['run_id']}): {r['note']}")
     return "\n".join(lines) + "\n"
+
+
+# A dismissed lead comes back into the ranked report, before its --until month is over, when it
+# gets materially worse: its lead score rises more than this above the score it had when it was
+# dismissed, or an evidence family it did not have then fires on it.
+DISMISSED_MARGIN = 0.10
+
+
+def judge_leads(con, leads: pl.DataFrame) -> pl.DataFrame:
+    """The ranked leads (`detector.reports.leads`) with the verdict that applies to each:
+
+    verdict (confirmed, dismissed, watch or null), verdict_by, verdict_at, verdict_note,
+    verdict_until, verdict_score (the lead score at the verdict), hidden (a dismissed lead still
+    dismissed: left out of the ranked report), came_back (why a dismissed lead is shown again) and
+    verdict_text (one line for the reports). A watch verdict past its --until month no longer
+    applies; a dismissal past it lets the lead come back."""
+    extra = {"verdict": pl.String, "verdict_by": pl.String, "verdict_at": pl.Datetime("us"),
+             "verdict_note": pl.String, "verdict_until": pl.Date, "verdict_score": pl.Float64,
+             "hidden": pl.Boolean, "came_back": pl.String, "verdict_text": pl.String}
+    has_table = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'verdicts'"
+                            ).fetchone()[0]
+    if leads.height == 0 or not has_table:
+        return leads.with_columns([pl.lit(None, t).alias(c) for c, t in extra.items()]
+                                  ).with_columns(pl.lit(False).alias("hidden"))
+    con.complete()
+    families = families_frame()
+    con.register("detector_families", families)
+    judged = con.sql(f"WITH leads AS ({LEADS_SQL}) {verdict_of_leads_sql('leads')}").pl()
+    family_of = dict(zip(families["detector"], families["family"], strict=True))
+    lead_families = (leads.select("lead_id", "detectors").explode("detectors")
+                     .with_columns(pl.col("detectors").replace_strict(family_of, default=pl.col("detectors"))
+                                   .alias("family"))
+                     .group_by("lead_id").agg(pl.col("family").unique().sort().alias("_families")))
+    last = leads.select("lead_id", pl.col("alerts").list.eval(pl.element().struct.field("period").max())
+                        .list.first().alias("_last"))
+    df = (leads.join(judged, on="lead_id", how="left").join(lead_families, on="lead_id", how="left")
+          .join(last, on="lead_id", how="left"))
+    new_families = pl.col("_families").list.set_difference(pl.col("v_families").str.split(",")).list.sort()
+    in_force = pl.col("v_until").is_null() | (pl.col("_last") <= pl.col("v_until"))
+    worse = pl.col("score") > pl.col("v_lead_score") + DISMISSED_MARGIN
+    dismissed = pl.col("v_verdict") == "dismissed"
+    came_back = (
+        pl.when(dismissed & ~in_force).then(pl.format("dismissal ended {}", pl.col("v_until").dt.strftime("%Y-%m")))
+        .when(dismissed & (new_families.list.len() > 0))
+        .then(pl.format("new evidence: {}", new_families.list.join(", ")))
+        .when(dismissed & worse)
+        .then(pl.format("score {} above {} at dismissal + {}", pl.col("score").round(2),
+                        pl.col("v_lead_score").round(2), pl.lit(DISMISSED_MARGIN)))
+    )
+    df = df.with_columns(came_back.alias("came_back")).with_columns(
+        (dismissed & pl.col("came_back").is_null()).fill_null(False).alias("hidden"),
+        pl.when((pl.col("v_verdict") == "watch") & ~in_force).then(None).otherwise(pl.col("v_verdict"))
+        .alias("verdict"))
+    said = pl.format("{} by {}: {}", pl.col("v_reviewed_at").dt.strftime("%Y-%m-%d"), pl.col("v_reviewed_by"),
+                     pl.col("v_note"))
+    until = pl.when(pl.col("v_until").is_not_null()).then(
+        pl.format(" (until {})", pl.col("v_until").dt.strftime("%Y-%m"))).otherwise(pl.lit(""))
+    text = (pl.when(pl.col("verdict") == "watch").then(pl.concat_str([pl.lit("WATCH since "), said, until]))
+            .when(pl.col("verdict") == "confirmed").then(pl.concat_str([pl.lit("CONFIRMED on "), said]))
+            .when(pl.col("came_back").is_not_null())
+            .then(pl.concat_str([pl.lit("dismissed on "), said, pl.lit("; back: "), pl.col("came_back")])))
+    df = df.with_columns(
+        pl.col("v_reviewed_by").alias("verdict_by"), pl.col("v_reviewed_at").alias("verdict_at"),
+        pl.col("v_note").alias("verdict_note"), pl.col("v_until").alias("verdict_until"),
+        pl.col("v_lead_score").alias("verdict_score"), text.alias("verdict_text"))
+    return df.select(*leads.columns, *extra)
+
+
+def cases_from_verdicts(wh) -> pl.DataFrame:
+    """Known cases from the verdicts, in `detector.evaluate`'s case columns: each lead's latest
+    verdict, confirmed as a case and dismissed as a decoy (watch is no answer yet), with the
+    lead's corridor as it stood: the shipper as `via`, the commodity's watchlist HS prefixes (or
+    the HS6 code of a lead off the watchlist), its months first_seen..last_seen."""
+    wh.con.complete()
+    return wh.con.sql("""
+        SELECT 'verdict-' || v.lead_id AS id, CASE v.verdict WHEN 'confirmed' THEN 'case' ELSE 'decoy' END AS label,
+               'verdict' AS kind, CAST(NULL AS VARCHAR) AS origin, v.shipper AS via, v.destination,
+               coalesce((SELECT list(w.hs_prefix ORDER BY w.hs_prefix) FROM watchlist w
+                         WHERE w.commodity = v.commodity), [v.commodity]) AS hs_codes,
+               v.first_seen AS start, v.last_seen AS "end"
+        FROM (SELECT *, row_number() OVER (PARTITION BY lead_id ORDER BY reviewed_at DESC, verdict_id DESC) AS k
+              FROM verdicts) v
+        WHERE k = 1 AND v.verdict IN ('confirmed', 'dismissed')
+        ORDER BY v.verdict, v.lead_id""").pl()

@@ -178,3 +178,72 @@ def test_verdicts_survive_a_rerun_a_revision_and_a_failed_run(monthly, tmp_path)
         with pytest.raises(RuntimeError):
             run_detectors(wh, WINDOWS[-1], DETECTORS, before_commit=broken)
     assert _verdicts(db).equals(before)
+
+
+# ---------------------------------------------------------------- what a verdict does
+def _ranked(db, **kw) -> pl.DataFrame:
+    from detector.reports.leads import ranked_leads
+
+    with Warehouse.open(db, read_only=True) as wh:
+        return ranked_leads(wh, **kw)
+
+
+def _again(db, lead: str, **changes) -> None:
+    """The lead's latest verdict once more, given a minute later, with some fields as they might have stood."""
+    replace = ", ".join(f"{sql} AS {name}" for name, sql in changes.items())
+    with Warehouse.open(db) as wh, wh.transaction() as con:
+        con.execute(f"""INSERT INTO verdicts
+                        SELECT * REPLACE (verdict_id || 'x' AS verdict_id, reviewed_at + INTERVAL 1 MINUTE AS reviewed_at,
+                                          {replace})
+                        FROM verdicts v WHERE lead_id = ? ORDER BY reviewed_at DESC LIMIT 1""", [lead])
+
+
+def test_dismissed_leads_leave_the_report_until_they_come_back(monthly, tmp_path):
+    from detector.export import export_parquet
+
+    db = str(tmp_path / "wh.duckdb")
+    shutil.copyfile(monthly["db"], db)
+    before = _ranked(db)
+    top, second = before["lead_id"][0], before["lead_id"][1]
+    assert _cli(db, "review", top, "--verdict", "dismissed", "--note", "steady smelter demand", "--by", "ana",
+                "--until", "2025-12").exit_code == 0
+    after = _ranked(db)
+    assert top not in after["lead_id"] and after["lead_id"][0] == second and after["rank"][0] == 1
+    assert after.height == before.height - 1
+    # Kept in the warehouse and the Parquet.
+    with Warehouse.open(db, read_only=True) as wh:
+        n = wh.con.execute("SELECT count(*) FROM alerts WHERE lead_id = ?", [top]).fetchone()[0]
+        export_parquet(wh, tmp_path / "out")
+    assert n and pl.read_parquet(tmp_path / "out" / "alerts").filter(pl.col("lead_id") == top).height == n
+    score = before.filter(pl.col("lead_id") == top)["score"][0]
+    for change, reason in [
+        ({"until": "DATE '2024-12-01'"}, "dismissal ended 2024-12"),                    # --until passed
+        ({"lead_score": f"{score - 0.2}"}, f"score {round(score, 2)} above {round(score - 0.2, 2)}"),  # worse
+        ({"families": "'volume'"}, "new evidence: "),                                 # a family not seen then
+    ]:
+        _again(db, top, **change)
+        back = _ranked(db).filter(pl.col("lead_id") == top).row(0, named=True)
+        assert back["rank"] == 1 and back["verdict"] == "dismissed"
+        assert back["verdict_text"].startswith("dismissed on ") and "by ana: steady smelter demand" in back["verdict_text"]
+        assert reason in back["came_back"] and reason in back["verdict_text"]
+        _again(db, top, until="DATE '2025-12-01'", lead_score=f"{score}", families="v.families")
+
+
+def test_watch_is_marked_everywhere_and_confirmed_leads_are_cases(monthly, tmp_path):
+    db = str(tmp_path / "wh.duckdb")
+    shutil.copyfile(monthly["db"], db)
+    top, second = _ranked(db)["lead_id"].head(2)
+    assert _cli(db, "review", top, "--verdict", "watch", "--note", "new trader", "--by", "bo").exit_code == 0
+    assert _cli(db, "review", second, "--verdict", "confirmed", "--note", "seized", "--by", "cy").exit_code == 0
+    for fmt in ("text", "markdown", "html"):
+        out = _cli(db, "report", "--format", fmt, "--top", "5")
+        assert out.exit_code == 0 and "WATCH since" in out.output and "by bo" in out.output, fmt
+        assert "CONFIRMED on" in out.output, fmt
+    # detector evaluate takes the confirmed verdict as a case without a file.
+    result = _cli(db, "evaluate", "--format", "json", "--top", "5")
+    assert result.exit_code == 0, result.output
+    import json
+
+    scores = json.loads(result.output)
+    assert scores["cases_total"] == 1 and scores["cases_found"] == 1
+    assert scores["cases"][0]["id"] == f"verdict-{second}" and scores["cases"][0]["rank"] == 2

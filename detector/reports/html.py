@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from detector.export import trailing_baseline_sql
+from detector.reports.leads import with_verdict
 
 CHART_MONTHS_BEFORE = 24
 CHART_MONTHS_AFTER = 6
@@ -290,7 +291,7 @@ def _lead_section(con, row: dict, names: dict[str, str]) -> str:
 {_month(row['period'])} — score {row['score']:.2f}, {_sev(row['severity'])}</h3>
 <p class="muted">lead <code>{e(row['lead_id'])}</code>; detectors: {e(', '.join(row['detectors']))}
 {'; ' + where if where else ''}</p>
-<p class="explanation">{e(row['explanation'])}</p>
+<p class="explanation">{e(with_verdict(row))}</p>
 {chart}
 {'<h4>Control events in the chart window</h4><ul>' + ctl + '</ul>' if ctl else ''}
 <h4>Alerts</h4>
@@ -333,7 +334,7 @@ is a reason to look closer, not proof.</p>"""]
         link = f'<a href="#lead-{rank}">{rank}</a>' if row["rank"] <= shown else rank
         rows.append([link, _month(row["period"]), e(row["commodity"] or "-"), e(row["hs_code"]),
                      e(_route(row)), f"{row['score']:.2f}", _sev(row["severity"]),
-                     e(", ".join(row["detectors"])), e(row["explanation"])])
+                     e(", ".join(row["detectors"])), e(with_verdict(row))])
     parts.append('<section id="leads"><h2>Ranked leads</h2>'
                  + (_table(["#", "month", "commodity", "HS", "route", "score", "severity",
                             "detectors", "explanation"], rows, num={0, 5}, cls="leads")
