@@ -155,6 +155,28 @@ def _window(start: str | None, end: str | None, wh):
                   parse_month(end, "--to") if end else default.end)
 
 
+def _verdict_shares(obj: Context) -> dict[str, str]:
+    """detector -> 'c/n confirmed (share), family F: c/n, weight w' from the warehouse's verdicts, if any."""
+    from detector.detectors import registry
+    from detector.verdicts import verdict_shares
+
+    if not Path(obj.db).exists():
+        return {}
+    try:
+        with obj.open(read_only=True) as wh:
+            by_detector, by_family = verdict_shares(wh.con, "detector"), verdict_shares(wh.con, "family")
+    except DetectorError:  # an empty or older warehouse: no verdicts to show
+        return {}
+    fam = {r["name"]: r for r in by_family.iter_rows(named=True)}
+    out = {}
+    for r in by_detector.iter_rows(named=True):
+        family = registry.get(r["name"]).evidence_family
+        f = fam.get(family)
+        out[r["name"]] = (f"{r['confirmed']}/{r['reviewed']} reviewed leads confirmed ({r['confirmed_share']:.0%}); "
+                          f"family {family}: {f['confirmed']}/{f['reviewed']}, lead-score weight {f['weight']:.3f}")
+    return out
+
+
 @main.command()
 @click.pass_obj
 @friendly_errors
@@ -163,8 +185,10 @@ def detectors(obj: Context):
     from detector.detectors import registry
 
     settings = _settings(obj)
+    shares = _verdict_shares(obj)
     for spec in registry.all_detectors().values():
         click.echo(f"{spec.name} (v{spec.version}): {spec.description}")
+        click.echo(f"    verdicts: {shares.get(spec.name, 'none yet')}")
         current = settings.for_detector(spec)
         for name, default, doc in spec.settings_docs():
             value = getattr(current, name)
@@ -189,9 +213,11 @@ def detectors(obj: Context):
 @click.option("--flows", "flows_path", metavar="PATH",
               help="With --engine spark: Hive-partitioned Parquet of the flows (default: the warehouse's, "
                    "exported first).")
+@click.option("--no-learning", is_flag=True,
+              help="Keep the lead score's family weights at their defaults (do not learn from analysts' verdicts).")
 @click.pass_obj
 @friendly_errors
-def run_cmd(obj: Context, start, end, names, out, all_codes, workers, engine, spark_master, flows_path):
+def run_cmd(obj: Context, start, end, names, out, all_codes, workers, engine, spark_master, flows_path, no_learning):
     """Run the detectors over a window of months and store their alerts."""
     from detector.runner import run_detectors
 
@@ -199,7 +225,7 @@ def run_cmd(obj: Context, start, end, names, out, all_codes, workers, engine, sp
     with obj.open() as wh:
         result = run_detectors(wh, _window(start, end, wh), list(names) or None, settings,
                                all_codes=all_codes, workers=workers, engine=engine,
-                               spark_master=spark_master, flows_path=flows_path)
+                               spark_master=spark_master, flows_path=flows_path, learning=not no_learning)
         for line in result.lines():
             click.echo(line)
         if out:
@@ -331,15 +357,17 @@ def demo(obj: Context, out, seed):
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="One line per step: text, or one JSON object per line.")
 @click.option("--fail-on-high", is_flag=True, help="Exit 3 when high-severity new leads are found.")
+@click.option("--no-learning", is_flag=True,
+              help="Keep the lead score's family weights at their defaults (do not learn from analysts' verdicts).")
 @click.pass_obj
 @friendly_errors
-def monthly(obj: Context, inbox, out, month, window_months, names, log_format, fail_on_high):
+def monthly(obj: Context, inbox, out, month, window_months, names, log_format, fail_on_high, no_learning):
     """The monthly batch: load new files, score the rolling window, write Parquet and the report."""
     from detector.monthly.shell import run_and_exit_code
 
     code = run_and_exit_code(obj.db, inbox, out, month=month, settings=_settings(obj), log_format=log_format,
                              fail_on_high=fail_on_high, window_months=window_months,
-                             detectors=list(names) or None, debug=obj.debug)
+                             detectors=list(names) or None, debug=obj.debug, learning=not no_learning)
     if code:
         sys.exit(code)
 

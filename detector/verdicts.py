@@ -302,3 +302,52 @@ def cases_from_verdicts(wh) -> pl.DataFrame:
               FROM verdicts) v
         WHERE k = 1 AND v.verdict IN ('confirmed', 'dismissed')
         ORDER BY v.verdict, v.lead_id""").pl()
+
+
+# ---------------------------------------------------------------- learning from verdicts
+# The share confirmed among reviewed leads (confirmed or dismissed; watch is no answer yet), per
+# detector and per evidence family, and the family weights of the lead score learnt from it.
+#
+# Rule (damped): each family's confirmed share has a Beta(PRIOR_VERDICTS * BASE_RATE,
+# PRIOR_VERDICTS * (1 - BASE_RATE)) prior, worth PRIOR_VERDICTS verdicts at BASE_RATE. With c
+# confirmed among n reviewed leads on which the family fired, the posterior mean is
+#     p = (PRIOR_VERDICTS * BASE_RATE + c) / (PRIOR_VERDICTS + n)
+# and the family's weight w = p / BASE_RATE (1 with no verdicts; between 0 and 1 / BASE_RATE). The
+# lead score is then the noisy-OR of min(1, w_f * s_f) over its families. Ten verdicts all one way
+# move a weight by about 9 %, a hundred by half, a thousand by 90 % of the way.
+PRIOR_VERDICTS = 100.0
+BASE_RATE = 0.5
+
+_REVIEWED_SQL = """
+WITH latest AS (
+    SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY lead_id ORDER BY reviewed_at DESC, verdict_id DESC) AS k
+                   FROM verdicts)
+    WHERE k = 1 AND verdict IN ('confirmed', 'dismissed')
+),
+named AS (SELECT DISTINCT lead_id, verdict, unnest(string_split({column}, ',')) AS name FROM latest)
+SELECT name, count(*) AS reviewed, count(*) FILTER (WHERE verdict = 'confirmed') AS confirmed,
+       count(*) FILTER (WHERE verdict = 'confirmed') / count(*) AS confirmed_share,
+       ({prior} * {base} + count(*) FILTER (WHERE verdict = 'confirmed')) / ({prior} + count(*)) / {base} AS weight
+FROM named WHERE name <> '' GROUP BY name ORDER BY name
+"""
+
+
+def verdict_shares(con, by: str = "family") -> pl.DataFrame:
+    """name (family or detector), reviewed, confirmed, confirmed_share, weight (the damped rule above;
+    for a detector: what its family's weight would be were it the family's only detector)."""
+    column = {"family": "families", "detector": "detectors"}[by]
+    has_table = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'verdicts'"
+                            ).fetchone()[0]
+    schema = {"name": pl.String, "reviewed": pl.Int64, "confirmed": pl.Int64, "confirmed_share": pl.Float64,
+              "weight": pl.Float64}
+    if not has_table:
+        return pl.DataFrame(schema=schema)
+    con.complete()
+    sql = _REVIEWED_SQL.format(column=column, prior=float(PRIOR_VERDICTS), base=float(BASE_RATE))
+    return con.sql(sql).pl().cast(schema)
+
+
+def family_weights(con) -> dict[str, float]:
+    """The lead score's family weights learnt from the verdicts (families without verdicts: 1)."""
+    shares = verdict_shares(con, "family")
+    return dict(zip(shares["name"], shares["weight"], strict=True))

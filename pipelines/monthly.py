@@ -34,8 +34,10 @@ from detector.warehouse import default_path
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="One line per step: text, or one JSON object per line.")
 @click.option("--fail-on-high", is_flag=True, help="Exit 3 when high-severity new leads are found.")
+@click.option("--no-learning", is_flag=True,
+              help="Keep the lead score's family weights at their defaults (do not learn from analysts' verdicts).")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-def main(db, inbox, out, month, window_months, config, names, log_format, fail_on_high, debug):
+def main(db, inbox, out, month, window_months, config, names, log_format, fail_on_high, no_learning, debug):
     """Load new files from the inbox, score the rolling window, write Parquet and the month's report."""
     from detector.detectors import registry
     from detector.errors import DetectorError
@@ -47,7 +49,7 @@ def main(db, inbox, out, month, window_months, config, names, log_format, fail_o
         raise click.ClickException(str(exc)) from None
     sys.exit(run_and_exit_code(db, inbox, out, month=month, settings=settings, log_format=log_format,
                                fail_on_high=fail_on_high, window_months=window_months, detectors=list(names) or None,
-                               debug=debug))
+                               debug=debug, learning=not no_learning))
 
 
 if __name__ == "__main__":

@@ -247,3 +247,88 @@ def test_watch_is_marked_everywhere_and_confirmed_leads_are_cases(monthly, tmp_p
     scores = json.loads(result.output)
     assert scores["cases_total"] == 1 and scores["cases_found"] == 1
     assert scores["cases"][0]["id"] == f"verdict-{second}" and scores["cases"][0]["rank"] == 2
+
+
+# ---------------------------------------------------------------- learning from verdicts
+NEXT = Window(dt.date(2025, 2, 1), dt.date(2025, 4, 1))
+
+
+def test_verdicts_on_decoys_and_cases_move_next_months_ranking(monthly, world, tmp_path):
+    from detector import verdicts
+    from detector.evaluate import load_cases, match_alerts
+    from detector.reports.leads import ranked_leads
+
+    learnt, plain = str(tmp_path / "learnt.duckdb"), str(tmp_path / "plain.duckdb")
+    shutil.copyfile(monthly["db"], learnt)
+    with Warehouse.open(learnt) as wh:
+        matches = match_alerts(wh.frame("SELECT * FROM alerts"), load_cases(world["root"] / "sample" / "cases.json"))
+        top = matches.filter(pl.col("rank") <= 100)
+        decoys = top.filter(pl.col("label") == "decoy")["lead_id"].unique().sort().to_list()
+        found = top.filter(pl.col("label") == "case").group_by("case_id").agg(pl.col("lead_id").first(),
+                                                                               pl.col("rank").min())
+        cases = found.sort("rank")["lead_id"].head(2).to_list()
+        assert decoys and len(cases) == 2 and not set(decoys) & set(cases)
+        verdicts.record(wh, pl.DataFrame({"lead_id": decoys + cases,
+                                          "verdict": ["dismissed"] * len(decoys) + ["confirmed"] * 2,
+                                          "note": "reviewed"}), analyst="ana")
+        weights = verdicts.family_weights(wh.con)
+        shares = verdicts.verdict_shares(wh.con)
+        # Families confirmed on fewer than half their reviewed leads lose weight, the others gain.
+        assert ((shares["weight"] < 1) == (shares["confirmed_share"] < 0.5)).all()
+        lower = set(shares.filter(pl.col("weight") < 1)["name"])
+        higher = set(shares.filter(pl.col("weight") > 1)["name"])
+        # Every dismissed decoy was raised by a family now weighted down.
+        decoy_families = wh.frame("SELECT families FROM verdicts WHERE verdict = 'dismissed'")["families"]
+        assert all(set(f.split(",")) & lower for f in decoy_families)
+        # Damped: a handful of verdicts moves a weight by a few per cent.
+        assert all(0.9 < w < 1.1 for w in weights.values())
+    shutil.copyfile(learnt, plain)
+    runs = {}
+    for db, learning in ((learnt, True), (plain, False)):
+        with Warehouse.open(db) as wh:
+            runs[learning] = run_detectors(wh, NEXT, DETECTORS, learning=learning).alerts
+            if learning:
+                report = ranked_leads(wh, start="2025-02", end="2025-04")
+                settings = wh.con.execute("SELECT settings FROM runs ORDER BY started DESC LIMIT 1").fetchone()[0]
+    assert '"family_weights"' in settings
+    family_of = verdicts.families_frame()
+    per_lead = (runs[True].join(family_of, on="detector").group_by("lead_id")
+                .agg(pl.col("family").unique().alias("families"), pl.col("lead_score").first(),
+                     pl.col("lead_rank").first()))
+    both = per_lead.join(runs[False].group_by("lead_id").agg(pl.col("lead_score").first().alias("default"),
+                                                             pl.col("lead_rank").first().alias("default_rank")),
+                         on="lead_id")
+    down = both.filter(pl.col("families").list.eval(pl.element().is_in(list(lower))).list.all())
+    up = both.filter(pl.col("families").list.eval(pl.element().is_in(list(higher))).list.all())
+    assert down.height and up.height
+    assert (down["lead_score"] < down["default"]).all() and (up["lead_score"] > up["default"]).all()
+    # Ranking: no lead of the confirmed families falls behind one of the dismissed families that it led.
+    pairs = up.join(down, how="cross", suffix="_down")
+    assert not pairs.filter((pl.col("default_rank") < pl.col("default_rank_down"))
+                            & (pl.col("lead_rank") > pl.col("lead_rank_down"))).height
+    # In the next month's report the dismissed decoys that go on stay out, unless they came back.
+    shown = report.filter(pl.col("lead_id").is_in(decoys))
+    assert shown["came_back"].is_not_null().all()
+    # --no-learning keeps every weight at 1: the lead scores of the plain run are the noisy-OR of the
+    # families' best scores.
+    plain_check = (runs[False].join(family_of, on="detector").group_by("lead_id", "family")
+                   .agg(pl.col("score").max()).group_by("lead_id")
+                   .agg((1 - (1 - pl.col("score")).product()).alias("expect"))
+                   .join(runs[False].group_by("lead_id").agg(pl.col("lead_score").first()), on="lead_id"))
+    assert ((plain_check["expect"] - plain_check["lead_score"]).abs() < 1e-9).all()
+
+
+def test_the_damped_rule_ten_verdicts_move_a_weight_a_little_a_thousand_a_lot(tmp_path):
+    from detector import verdicts
+
+    with Warehouse.open(tmp_path / "w.duckdb") as wh:
+        def dismiss(n: int, family: str) -> None:
+            wh.con.execute(f"""INSERT INTO verdicts (verdict_id, lead_id, verdict, note, reviewed_by, reviewed_at,
+                                                     families, detectors)
+                               SELECT '{family}' || i, '{family}' || i, 'dismissed', 'n', 'a', TIMESTAMP '2025-01-01',
+                                      '{family}', '{family}' FROM range({n}) t(i)""")
+        dismiss(10, "ten")
+        dismiss(1000, "thousand")
+        weights = verdicts.family_weights(wh.con)
+    assert 0.85 < weights["ten"] < 0.95  # a little
+    assert weights["thousand"] < 0.15    # a lot

@@ -303,6 +303,26 @@ def _lead_section(con, row: dict, names: dict[str, str]) -> str:
 </article>"""
 
 
+def _verdicts_section(con) -> str:
+    """What the analysts' verdicts say of each evidence family and detector: the share confirmed among
+    reviewed leads, and the family's lead-score weight learnt from it (`detector.verdicts`)."""
+    from detector.verdicts import PRIOR_VERDICTS, verdict_shares
+
+    parts = ['<section id="verdicts"><h2>Analysts\' verdicts</h2>']
+    fams = verdict_shares(con, "family")
+    if fams.height == 0:
+        return parts[0] + '<p class="muted">No lead confirmed or dismissed yet.</p></section>'
+    for title, frame, weight in (("evidence family", fams, True), ("detector", verdict_shares(con, "detector"), False)):
+        rows = [[escape(r["name"]), str(r["reviewed"]), str(r["confirmed"]), f"{r['confirmed_share']:.0%}"]
+                + ([f"{r['weight']:.3f}"] if weight else []) for r in frame.iter_rows(named=True)]
+        parts.append(_table([title, "reviewed", "confirmed", "share confirmed"] + (["weight"] if weight else []),
+                            rows, num={1, 2, 3, 4}))
+    parts.append(f'<p class="muted">A family\'s weight multiplies its best score in the lead score: '
+                 f"its share confirmed under a prior worth {PRIOR_VERDICTS:.0f} verdicts at one in two, "
+                 "divided by one half (1 without verdicts).</p></section>")
+    return "\n".join(parts)
+
+
 def render_html(wh, leads: pl.DataFrame, window: str, charts: int = 10) -> str:
     """The whole report as one HTML document (str)."""
     e = escape
@@ -343,6 +363,7 @@ is a reason to look closer, not proof.</p>"""]
         parts.append(f'<section id="details"><h2>Top {shown} leads in detail</h2>')
         parts.extend(_lead_section(con, row, names) for row in leads.head(shown).iter_rows(named=True))
         parts.append("</section>")
+    parts.append(_verdicts_section(con))
     parts.append('<footer class="muted"><p>Sources: the trade flows and alerts in the warehouse; '
                  "values in USD as reported.</p></footer></body></html>\n")
     return "\n".join(parts)
