@@ -332,3 +332,51 @@ def test_the_damped_rule_ten_verdicts_move_a_weight_a_little_a_thousand_a_lot(tm
         weights = verdicts.family_weights(wh.con)
     assert 0.85 < weights["ten"] < 0.95  # a little
     assert weights["thousand"] < 0.15    # a lot
+
+
+# ---------------------------------------------------------------- everywhere a lead appears
+def test_monthly_lifecycle_report_and_parquet_show_the_verdicts(world, tmp_path):
+    from detector.monthly import lifecycle, run_monthly
+
+    table = pl.read_csv(world["root"] / "sample" / "comtrade_monthly.csv", infer_schema=False)
+    inbox, out, db = tmp_path / "inbox", tmp_path / "out", str(tmp_path / "wh.duckdb")
+    inbox.mkdir()
+    table.filter(pl.col("period") <= "202503").write_csv(inbox / "comtrade.csv")
+
+    def run() -> dict:
+        return run_monthly(db, inbox, out, month="2025-03", detectors=DETECTORS, window_months=3, charts=1)
+
+    first = run()
+    with Warehouse.open(db, read_only=True) as wh:
+        flagged = lifecycle.lifecycle(wh, "2025-03").filter(pl.col("status").is_in(["new", "continuing"]))
+    assert first["leads"]["awaiting_review"] == flagged.height >= 2
+    dismissed, watched = flagged["lead_id"].head(2)
+    assert _cli(db, "review", dismissed, "--verdict", "dismissed", "--note", "seasonal", "--by", "ana").exit_code == 0
+    assert _cli(db, "review", watched, "--verdict", "watch", "--note", "new trader", "--by", "bo",
+                "--until", "2025-06").exit_code == 0
+    again = run()
+    assert again["leads"]["awaiting_review"] == first["leads"]["awaiting_review"] - 2
+    assert again["leads"]["dismissed"] == 1 and again["leads"]["watched"] == 1
+    with Warehouse.open(db, read_only=True) as wh:
+        status = dict(lifecycle.lifecycle(wh, "2025-03").select("lead_id", "status").iter_rows())
+    assert status[dismissed] == "dismissed" and status[watched] == "watched"
+    md = (out / "reports" / "report-2025-03.md").read_text()
+    assert "## Watched (1)" in md and "## Dismissed (left out of the ranked leads) (1)" in md
+    ranked = md.split("# Leads for 2025-03")[1]
+    assert "WATCH since" in ranked and "by bo: new trader (until 2025-06)" in ranked
+    assert dismissed not in ranked
+    html = (out / "reports" / "report-2025-03.html").read_text()
+    assert 'id="lifecycle-watched"' in html and 'id="verdicts"' in html
+    # The verdicts are published with the window's Parquet, read back with their documented columns.
+    published = pl.read_parquet(out / "verdicts", hive_partitioning=True)
+    assert sorted(published["lead_id"]) == sorted([dismissed, watched])
+    assert set(published["verdict"]) == {"dismissed", "watch"}
+    from tests.test_export import _documented
+
+    documented = _documented()["verdicts"]
+    import duckdb
+
+    actual = dict((n, t) for n, t, *_ in duckdb.sql(
+        f"DESCRIBE SELECT * FROM read_parquet('{(out / 'verdicts').as_posix()}/*/*.parquet', hive_partitioning = true)"
+    ).fetchall())
+    assert actual == documented

@@ -26,7 +26,8 @@ def run_monthly(db, inbox, out, month=None, settings: Settings | None = None, lo
     """Load the inbox, score the window ending at `month` (default: the latest month ready), publish.
 
     `log(event)` gets one dict per step ({"step", "seconds", counts..., "message"}). Returns a
-    summary: run_id, month, window, files, alerts, leads {new, continuing, closed}, high_new
+    summary: run_id, month, window, files, alerts, leads {new, continuing, closed, dismissed, watched,
+    awaiting_review (the month's new or continuing leads without a verdict)}, high_new
     (high-severity new leads), reports, out. Raises DetectorError on bad input. `charts`: top
     leads drawn in the HTML report; `progress`: rich progress bars on stderr; `learning`: weight the
     lead score's evidence families by the analysts' verdicts (`detector.verdicts`).
