@@ -204,7 +204,8 @@ def review_list(wh) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def format_review_list(awaiting: pl.DataFrame, given: pl.DataFrame, top: int = 20) -> str:
-    lines = [f"Leads awaiting review: {awaiting.height}"]
+    lines = [f"Leads awaiting review (open: flagged in the last {LEAD_GAP_MONTHS + 1} months, no verdict): "
+             f"{awaiting.height}"]
     shown = awaiting.head(top)
     for r in shown.iter_rows(named=True):
         lines.append(f"  {r['lead_id']}  {r['lead_score']:.2f}  {r['commodity'] or '-'}  "
