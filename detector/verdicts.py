@@ -79,6 +79,14 @@ def verdict_of_leads_sql(leads: str = f"({LEADS_SQL})") -> str:
     """
 
 
+def has_table(con) -> bool:
+    """Whether the warehouse has the verdicts table (a warehouse opened read-only before any writing
+    command of this version has not)."""
+    con.complete()
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'verdicts'"
+                            ).fetchall()[0][0])
+
+
 def default_analyst() -> str:
     """Who gives a verdict when --by is not given: $DETECTOR_ANALYST, else the login name."""
     try:
@@ -119,9 +127,9 @@ def one_verdict(lead_id: str, verdict: str | None, note: str | None, by: str | N
 
 def _checked(batch: pl.DataFrame, leads: pl.DataFrame, analyst: str) -> pl.DataFrame:
     """The batch with its fields cleaned and checked; the first bad line raises (one line)."""
-    for col in ("by", "until"):
+    for col, dtype in (("by", pl.String), ("until", pl.String), ("line", pl.UInt32), ("source", pl.String)):
         if col not in batch.columns:
-            batch = batch.with_columns(pl.lit(None, pl.String).alias(col))
+            batch = batch.with_columns(pl.lit(None, dtype).alias(col))
     text = pl.col
     b = batch.with_columns(
         text("lead_id").str.strip_chars(), text("verdict").str.strip_chars().str.to_lowercase(),
@@ -136,6 +144,8 @@ def _checked(batch: pl.DataFrame, leads: pl.DataFrame, analyst: str) -> pl.DataF
     known = b.join(leads.select("lead_id", pl.lit(True).alias("_known")), on="lead_id", how="left")
     problem = (
         pl.when(text("lead_id").is_null() | (text("lead_id") == "")).then(pl.lit("no lead id"))
+        .when(pl.col("lead_id").is_duplicated())
+        .then(pl.format("lead {} appears more than once; one verdict per lead in a file", text("lead_id")))
         .when(text("_known").is_null())
         .then(pl.format("unknown lead {}; `detector review --list` shows the leads", text("lead_id")))
         .when(~text("verdict").is_in(list(VERDICTS)) | text("verdict").is_null())
@@ -145,7 +155,8 @@ def _checked(batch: pl.DataFrame, leads: pl.DataFrame, analyst: str) -> pl.DataF
         .when(text("until").is_not_null() & ~month_ok)
         .then(pl.format("bad until month '{}': expected YYYY-MM", text("until")))
     )
-    bad = known.with_columns(problem.alias("problem")).filter(pl.col("problem").is_not_null())
+    bad = (known.with_columns(problem.alias("problem")).filter(pl.col("problem").is_not_null())
+           .sort("line", nulls_last=True))
     if bad.height:
         first = bad.row(0, named=True)
         more = f" ({bad.height - 1} more bad line{'s' if bad.height > 2 else ''}; nothing recorded)" \
@@ -196,7 +207,9 @@ def open_leads_sql(ranked: bool = True) -> str:
 def review_list(wh) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(open leads awaiting review, strongest first; every verdict given, latest first)."""
     con = wh.con
-    con.complete()
+    if not has_table(con):
+        raise DetectorError(f"{wh.path}: no verdicts table yet; run any writing command (e.g. detector review "
+                            "LEAD_ID ...) first")
     register_families(con)
     awaiting = con.sql(open_leads_sql()).pl().filter(pl.col("v_verdict").is_null())
     given = con.sql(f"SELECT {', '.join(COLUMNS)} FROM verdicts ORDER BY reviewed_at DESC, verdict_id").pl()
@@ -238,9 +251,10 @@ def judge_leads(con, leads: pl.DataFrame) -> pl.DataFrame:
     extra = {"verdict": pl.String, "verdict_by": pl.String, "verdict_at": pl.Datetime("us"),
              "verdict_note": pl.String, "verdict_until": pl.Date, "verdict_score": pl.Float64,
              "hidden": pl.Boolean, "came_back": pl.String, "verdict_text": pl.String}
+    con.complete()
     has_table = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'verdicts'"
-                            ).fetchone()[0]
-    if leads.height == 0 or not has_table:
+                            ).fetchall()[0][0]
+    if leads.height == 0 or not has_table or not con.execute("SELECT count(*) FROM verdicts").fetchall()[0][0]:
         return leads.with_columns([pl.lit(None, t).alias(c) for c, t in extra.items()]
                                   ).with_columns(pl.lit(False).alias("hidden"))
     con.complete()
@@ -292,7 +306,10 @@ def cases_from_verdicts(wh) -> pl.DataFrame:
     verdict, confirmed as a case and dismissed as a decoy (watch is no answer yet), with the
     lead's corridor as it stood: the shipper as `via`, the commodity's watchlist HS prefixes (or
     the HS6 code of a lead off the watchlist), its months first_seen..last_seen."""
-    wh.con.complete()
+    if not has_table(wh.con):
+        return pl.DataFrame(schema={"id": pl.String, "label": pl.String, "kind": pl.String, "origin": pl.String,
+                                    "via": pl.String, "destination": pl.String, "hs_codes": pl.List(pl.String),
+                                    "start": pl.Date, "end": pl.Date})
     return wh.con.sql("""
         SELECT 'verdict-' || v.lead_id AS id, CASE v.verdict WHEN 'confirmed' THEN 'case' ELSE 'decoy' END AS label,
                'verdict' AS kind, CAST(NULL AS VARCHAR) AS origin, v.shipper AS via, v.destination,
@@ -337,8 +354,9 @@ def verdict_shares(con, by: str = "family") -> pl.DataFrame:
     """name (family or detector), reviewed, confirmed, confirmed_share, weight (the damped rule above;
     for a detector: what its family's weight would be were it the family's only detector)."""
     column = {"family": "families", "detector": "detectors"}[by]
+    con.complete()
     has_table = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'verdicts'"
-                            ).fetchone()[0]
+                            ).fetchall()[0][0]
     schema = {"name": pl.String, "reviewed": pl.Int64, "confirmed": pl.Int64, "confirmed_share": pl.Float64,
               "weight": pl.Float64}
     if not has_table:

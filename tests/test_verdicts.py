@@ -130,9 +130,14 @@ def test_review_records_a_verdict_and_refuses_bad_input_whole(monthly, tmp_path)
     good = _cli(db, "review", "--file", str(csv), "--by", "cy")
     assert good.exit_code == 0, good.output
     stored = _verdicts(db)
-    assert stored["verdict"].to_list() == ["dismissed", "watch", "confirmed"]
-    assert stored["reviewed_by"].to_list() == ["ana", "bo", "cy"]
-    assert stored["until"].to_list() == [dt.date(2025, 6, 1), None, None]
+    assert stored.height == 3
+    given = {(r["lead_id"], r["verdict"], r["reviewed_by"], r["until"]) for r in stored.iter_rows(named=True)}
+    assert given == {(first, "dismissed", "ana", dt.date(2025, 6, 1)), (second, "watch", "bo", None),
+                     (first, "confirmed", "cy", None)}
+    twice = tmp_path / "twice.csv"
+    twice.write_text(f"lead_id,verdict,note\n{second},watch,a\n{second},confirmed,b\n")
+    bad = _cli(db, "review", "--file", str(twice))
+    assert bad.exit_code == 1 and "appears more than once" in bad.output and _verdicts(db).height == 3
     # Each verdict carries its lead as it stood: corridor, episode, score and run.
     with Warehouse.open(db, read_only=True) as wh:
         lead = wh.frame("SELECT lead_id, max(lead_score) AS s, max(period) AS last, any_value(run_id) AS run "

@@ -102,6 +102,8 @@ def ranked_leads(wh, period=None, start=None, end=None, top: int | None = None,
     ORDER BY rank
     """
     finish_pending(wh.con)
+    if top is not None and not (verdicts and _any_verdicts(wh.con)):
+        sql += f"LIMIT {int(top)}"  # no lead can be left out: the database may stop at the top N
     leads = wh.con.sql(sql, params=params).pl()
     if verdicts:
         from detector.verdicts import judge_leads
@@ -116,6 +118,11 @@ def with_verdict(row: dict) -> str:
     a dismissed lead that came back): the line every report format prints."""
     verdict = row.get("verdict_text")
     return f"[{verdict}] {row['explanation']}" if verdict else row["explanation"]
+
+
+def _any_verdicts(con) -> bool:
+    tables = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'verdicts'").fetchall()
+    return bool(tables[0][0]) and bool(con.execute("SELECT count(*) FROM verdicts").fetchall()[0][0])
 
 
 def finish_pending(con) -> None:
