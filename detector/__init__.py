@@ -40,16 +40,17 @@ def load(wh, source: str, paths, **options) -> list:
 
 def run(wh, start: str | None = None, end: str | None = None, detectors: list[str] | None = None,
         config=None, all_codes: bool = False, workers: int = 0, engine: str = "duckdb",
-        spark_master: str | None = None, flows_path: str | None = None):
+        spark_master: str | None = None, flows_path: str | None = None, learning: bool = True):
     """Run the detectors over the months start..end (YYYY-MM; default: every month with a year of
     history before it, up to the latest loaded) and store their alerts; returns the RunResult.
     `config`: a settings TOML file, or a Settings object. `workers` / `engine="spark"`: where the
-    corridor detectors run (same alerts; docs/engines.md)."""
+    corridor detectors run (same alerts; docs/engines.md). `learning=False`: the lead score's
+    family weights stay at their defaults instead of learning from analysts' verdicts."""
     from detector.runner import run_detectors
 
     return run_detectors(wh, window(wh, start, end), list(detectors) if detectors else None,
                          read_settings(config), all_codes=all_codes, workers=workers, engine=engine,
-                         spark_master=spark_master, flows_path=flows_path)
+                         spark_master=spark_master, flows_path=flows_path, learning=learning)
 
 
 def leads(wh, period: str | None = None, start: str | None = None, end: str | None = None,

@@ -36,6 +36,8 @@ def friendly_errors(func):
             if debug:
                 raise
             raise click.ClickException(str(exc)) from None
+        except click.ClickException:  # usage errors: click prints them as they are
+            raise
         except BrokenPipeError:  # output piped into `head` and closed early: not an error
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (nothing more may be written)
             ctx.exit(0)
@@ -223,6 +225,28 @@ def _window(start: str | None, end: str | None, wh):
     return detector.window(wh, start, end)
 
 
+def _verdict_shares(obj: Context) -> dict[str, str]:
+    """detector -> 'c/n confirmed (share), family F: c/n, weight w' from the warehouse's verdicts, if any."""
+    from detector.detectors import registry
+    from detector.verdicts import verdict_shares
+
+    if not Path(obj.db).exists():
+        return {}
+    try:
+        with obj.open(read_only=True) as wh:
+            by_detector, by_family = verdict_shares(wh.con, "detector"), verdict_shares(wh.con, "family")
+    except DetectorError:  # an empty or older warehouse: no verdicts to show
+        return {}
+    fam = {r["name"]: r for r in by_family.iter_rows(named=True)}
+    out = {}
+    for r in by_detector.iter_rows(named=True):
+        family = registry.get(r["name"]).evidence_family
+        f = fam.get(family)
+        out[r["name"]] = (f"{r['confirmed']}/{r['reviewed']} reviewed leads confirmed ({r['confirmed_share']:.0%}); "
+                          f"family {family}: {f['confirmed']}/{f['reviewed']}, lead-score weight {f['weight']:.3f}")
+    return out
+
+
 @main.command()
 @click.pass_obj
 @friendly_errors
@@ -231,8 +255,10 @@ def detectors(obj: Context):
     from detector.detectors import registry
 
     settings = _settings(obj)
+    shares = _verdict_shares(obj)
     for spec in registry.all_detectors().values():
         click.echo(f"{spec.name} (v{spec.version}): {spec.description}")
+        click.echo(f"    verdicts: {shares.get(spec.name, 'none yet')}")
         current = settings.for_detector(spec)
         for name, default, doc in spec.settings_docs():
             value = getattr(current, name)
@@ -257,14 +283,17 @@ def detectors(obj: Context):
 @click.option("--flows", "flows_path", metavar="PATH",
               help="With --engine spark: Hive-partitioned Parquet of the flows (default: the warehouse's, "
                    "exported first).")
+@click.option("--no-learning", is_flag=True,
+              help="Keep the lead score's family weights at their defaults (do not learn from analysts' verdicts).")
 @click.pass_obj
 @friendly_errors
-def run_cmd(obj: Context, start, end, names, out, all_codes, workers, engine, spark_master, flows_path):
+def run_cmd(obj: Context, start, end, names, out, all_codes, workers, engine, spark_master, flows_path, no_learning):
     """Run the detectors over a window of months and store their alerts."""
     settings = _settings(obj)
     with obj.open() as wh:
         result = detector.run(wh, start, end, list(names) or None, settings, all_codes=all_codes,
-                              workers=workers, engine=engine, spark_master=spark_master, flows_path=flows_path)
+                              workers=workers, engine=engine, spark_master=spark_master, flows_path=flows_path,
+                              learning=not no_learning)
         for line in result.lines():
             click.echo(line)
         if out:
@@ -341,8 +370,9 @@ def sample(out, seed, start, end):
 
 
 @main.command()
-@click.option("--cases", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="cases.json from `detector sample`, or a CSV origin,via,destination,hs_prefix,start,end.")
+@click.option("--cases", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="cases.json from `detector sample`, or a CSV origin,via,destination,hs_prefix,start,end "
+                   "(the analysts' confirmed and dismissed verdicts count as cases and decoys too).")
 @click.option("--top", "top_k", default=25, show_default=True, help="K of recall@K and precision@K.")
 @click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]), show_default=True)
 @click.option("--by-detector", is_flag=True, help="Also score each detector's alerts alone.")
@@ -350,12 +380,19 @@ def sample(out, seed, start, end):
 @friendly_errors
 def evaluate(obj: Context, cases, top_k, fmt, by_detector):
     """Score the stored alerts against known cases: recall@K, precision@K, decoys in the top K."""
+    import polars as pl
+
     from detector.evaluate import evaluate as score_cases
     from detector.evaluate import evaluate_by_detector, format_by_detector, format_evaluation, load_cases
+    from detector.verdicts import cases_from_verdicts
 
-    known = load_cases(cases)
     with obj.open(read_only=True) as wh:
         alerts = wh.frame("SELECT * FROM alerts")
+        judged = cases_from_verdicts(wh)
+    known = pl.concat([load_cases(cases), judged], how="vertical_relaxed") if cases else judged
+    if known.height == 0:
+        raise DetectorError("no cases: give --cases FILE, or confirm leads first (detector review LEAD_ID "
+                            "--verdict confirmed --note ...)")
     combined = score_cases(alerts, known, top_k=top_k)
     click.echo(format_evaluation(combined, fmt))
     if by_detector and fmt == "text":
@@ -379,15 +416,49 @@ def demo(obj: Context, out, seed):
 @monthly_options
 @click.pass_obj
 @friendly_errors
-def monthly(obj: Context, inbox, out, month, window_months, names, log_format, fail_on_high):
+def monthly(obj: Context, inbox, out, month, window_months, names, log_format, fail_on_high, no_learning):
     """The monthly batch: load new files, score the rolling window, write Parquet and the report."""
     from detector.monthly.shell import run_and_exit_code
 
     code = run_and_exit_code(obj.db, inbox, out, month=month, settings=_settings(obj), log_format=log_format,
                              fail_on_high=fail_on_high, window_months=window_months,
-                             detectors=list(names) or None, debug=obj.debug)
+                             detectors=list(names) or None, debug=obj.debug, learning=not no_learning)
     if code:
         sys.exit(code)
+
+
+# ---------------------------------------------------------------- verdicts
+@main.command()
+@click.argument("lead_id", required=False)
+@click.option("--verdict", metavar="confirmed|dismissed|watch", help="The verdict on the lead.")
+@click.option("--note", metavar="TEXT", help="Why (required).")
+@click.option("--by", "by", metavar="NAME", help="Who gives it (default: $DETECTOR_ANALYST, else the login name).")
+@click.option("--until", metavar="YYYY-MM", help="dismissed or watch: lasts to the end of this month.")
+@click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV of verdicts, one lead per line: lead_id,verdict,note[,by][,until].")
+@click.option("--list", "show", is_flag=True, help="Show the leads awaiting review and the verdicts given.")
+@click.option("--top", default=20, show_default=True, help="With --list: leads awaiting review to show.")
+@click.pass_obj
+@friendly_errors
+def review(obj: Context, lead_id, verdict, note, by, until, path, show, top):
+    """Record an analyst's verdict on a lead (confirmed, dismissed, watch), or list them."""
+    from detector import verdicts
+
+    if sum(bool(x) for x in (lead_id, path, show)) != 1:
+        raise click.UsageError("give a LEAD_ID with --verdict and --note, or --file CSV, or --list")
+    if show:
+        with obj.open(read_only=True) as wh:
+            click.echo(verdicts.format_review_list(*verdicts.review_list(wh), top=top), nl=False)
+        return
+    if path and (verdict or note or until):
+        raise click.UsageError("--file takes the verdicts from the file; drop --verdict/--note/--until")
+    batch = verdicts.read_verdict_file(path) if path else verdicts.one_verdict(lead_id, verdict, note, by, until)
+    with obj.open() as wh:
+        rows = verdicts.record(wh, batch, analyst=by)
+    for r in rows.iter_rows(named=True):
+        until_text = f" until {r['until']:%Y-%m}" if r["until"] else ""
+        click.echo(f"{r['lead_id']}: {r['verdict']}{until_text} by {r['reviewed_by']} "
+                   f"(lead score {r['lead_score']:.2f}, run {r['run_id']})")
 
 
 # ---------------------------------------------------------------- reference data

@@ -1,4 +1,5 @@
-"""Hive-partitioned Parquet for BI tools: OUT/alerts/, OUT/flows/, OUT/series/ (docs/parquet.md).
+"""Hive-partitioned Parquet for BI tools: OUT/alerts/, OUT/flows/, OUT/series/, OUT/declaration_scores/,
+OUT/verdicts/ (docs/parquet.md).
 
 Each dataset is split by month into `period=YYYY-MM-01/` folders, the `period` column living in
 the folder name only, the layout DuckDB's `PARTITION_BY` writes. An export first writes
@@ -20,7 +21,7 @@ from detector.months import parse_month
 from detector.reports.leads import ALERT_COLUMNS, LEAD_COLUMNS, finish_pending
 from detector.robust import mad_sql, robust_z_sql
 
-DATASETS = ("alerts", "flows", "series", "declaration_scores")
+DATASETS = ("alerts", "flows", "series", "declaration_scores", "verdicts")
 SERIES_KEYS = ["source", "reporter", "partner", "flow", "hs_code"]
 WORK_PREFIX = ".tmp-"  # a hidden work folder inside OUT
 MIN_BASELINE_MONTHS = 6  # fewer trailing months than this: no robust z
@@ -93,6 +94,10 @@ def _dataset_sql(name: str) -> str:
                 "value_usd, net_weight_kg, quantity, quantity_unit, load_id FROM flows")
     if name == "declaration_scores":
         return "SELECT period, source, declaration_id, score, rank, reasons, run_id FROM declaration_scores"
+    if name == "verdicts":  # by the month of the lead's last flagged month when the verdict was given
+        from detector.verdicts import COLUMNS
+
+        return f"SELECT last_seen AS period, {', '.join(COLUMNS)} FROM verdicts"
     return _series_sql()
 
 
@@ -101,6 +106,7 @@ ORDER = {
     "flows": "period, reporter, flow, partner, hs_code, source",
     "series": "period, reporter, flow, partner, hs_code, source",
     "declaration_scores": "period, rank, source, declaration_id",
+    "verdicts": "period, reviewed_at, verdict_id",
 }
 
 
@@ -125,7 +131,8 @@ def _wanted_periods(con, periods: Iterable | None) -> list[dt.date]:
             periods = [periods]
         return sorted({parse_month(p) for p in periods})
     rows = con.sql("SELECT DISTINCT period FROM alerts UNION SELECT DISTINCT period FROM flows "
-                   "UNION SELECT DISTINCT period FROM declaration_scores ORDER BY 1").fetchall()
+                   "UNION SELECT DISTINCT period FROM declaration_scores "
+                   "UNION SELECT DISTINCT last_seen FROM verdicts WHERE last_seen IS NOT NULL ORDER BY 1").fetchall()
     return [r[0] for r in rows]
 
 

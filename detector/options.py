@@ -53,4 +53,6 @@ monthly_options = bundle(
     click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
                  help="One line per step: text, or one JSON object per line."),
     click.option("--fail-on-high", is_flag=True, help="Exit 3 when high-severity new leads are found."),
+    click.option("--no-learning", is_flag=True,
+                 help="Keep the lead score's family weights at their defaults (do not learn from analysts' verdicts)."),
 )

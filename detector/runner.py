@@ -18,6 +18,7 @@ from detector.errors import DetectorError
 from detector.months import Window, months_ahead
 from detector.scope import Scope, plan_warehouse
 from detector.settings import Settings
+from detector.verdicts import family_weights
 from detector.warehouse import Warehouse
 
 MIN_HISTORY_MONTHS = 12  # a month is scored once this many months of data precede it
@@ -32,6 +33,7 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)
     alerts: pl.DataFrame | None = None
     fdr_rate: float = 0.0
+    weights: dict[str, float] = field(default_factory=dict)  # learnt family weights of the lead score
 
     def lines(self) -> list[str]:
         out = [f"run {self.run_id}: {self.window.start:%Y-%m} .. {self.window.end:%Y-%m}"]
@@ -86,7 +88,7 @@ def detect_one(wh: Warehouse, name: str, window: Window, settings=None, all_code
 def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] | None = None,
                   settings: Settings | None = None, before_commit=None, all_codes: bool = False,
                   workers: int = 0, engine: str = "duckdb", spark_master: str | None = None,
-                  flows_path: str | None = None) -> RunResult:
+                  flows_path: str | None = None, learning: bool = True) -> RunResult:
     """Run the detectors over `window` and store their alerts, scored and grouped into leads.
 
     `before_commit(con, result)`, if given, runs inside the run's transaction after the alerts
@@ -95,7 +97,10 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
     need no controlling country), not only the watchlist's; decided here, once for the run.
     Where the corridor detectors run: in this process (default), on `workers` local processes,
     or with `engine="spark"` on Apache Spark (`spark_master`, flows from the Parquet dataset at
-    `flows_path`); all three give the same alerts."""
+    `flows_path`); all three give the same alerts.
+    `learning`: weight the evidence families of the lead score by the analysts' verdicts given so
+    far (`detector.verdicts.family_weights`); False keeps every weight at 1. The weights used are
+    recorded with the run's settings (`runs.settings`, key "family_weights")."""
     if engine not in ENGINES:
         raise DetectorError(f"unknown engine '{engine}'; choose {' or '.join(ENGINES)}")
     specs = registry.all_detectors()
@@ -132,8 +137,13 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
     frames.append(kept.cast(stored))
     families = {name: spec.evidence_family for name, spec in specs.items()}
     combined = pl.concat(frames, how="vertical_relaxed")
-    alerts = scoring.with_ids_and_leads(combined, families) if combined.height else pl.DataFrame(schema=ALERT_SCHEMA)
+    # The corridor-months flagged before the window: an episode that began there keeps its lead id.
+    earlier = wh.frame(scoring.corridor_months_sql("period < $start"), {"start": window.start})
+    weights = family_weights(wh.con) if learning else {}
+    alerts = (scoring.with_ids_and_leads(combined, families, earlier, weights) if combined.height
+              else pl.DataFrame(schema=ALERT_SCHEMA))
     result.alerts = alerts.select(list(ALERT_SCHEMA))
+    result.weights = weights
     _store(wh, result, chosen, settings, started, before_commit, tables)
     return result
 
@@ -189,6 +199,14 @@ def _detect(wh: Warehouse, scope: Scope, chosen: list, settings: Settings, worke
     return found, tables, tests
 
 
+def _settings_json(settings: Settings, weights: dict[str, float]) -> str:
+    """The run's settings, with the learnt family weights where any differ from 1."""
+    if not weights:
+        return settings.as_json()
+    return json.dumps({**json.loads(settings.as_json()), "family_weights": dict(sorted(weights.items()))},
+                      sort_keys=True)
+
+
 def _store(wh: Warehouse, result: RunResult, chosen, settings: Settings, started: datetime,
            before_commit=None, extras: dict[str, pl.DataFrame] | None = None) -> None:
     """Replace the window's alerts (and the detectors' extra tables), and record the run."""
@@ -208,6 +226,6 @@ def _store(wh: Warehouse, result: RunResult, chosen, settings: Settings, started
         con.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'complete')",
             [result.run_id, started, datetime.now(UTC).replace(tzinfo=None), result.window.start,
-             result.window.end, settings.as_json(),
+             result.window.end, _settings_json(settings, result.weights),
              json.dumps({s.name: s.version for s in chosen}), json.dumps(result.counts)],
         )

@@ -156,3 +156,26 @@ CREATE TABLE IF NOT EXISTS declaration_scores (
     source VARCHAR NOT NULL, declaration_id VARCHAR NOT NULL, period DATE NOT NULL, score DOUBLE NOT NULL,
     rank BIGINT NOT NULL, reasons VARCHAR, run_id VARCHAR NOT NULL
 );
+
+-- Analysts' verdicts on leads (detector review), append-only: a verdict is never updated or deleted,
+-- a later one on the same lead supersedes it. A verdict names its lead by id and by corridor and
+-- episode as they stood (commodity, shipper, destination, first_seen..last_seen), so that it still
+-- finds its lead after a rerun or a revision. Never touched by runs.
+CREATE TABLE IF NOT EXISTS verdicts (
+    verdict_id  VARCHAR NOT NULL,   -- unique per recorded verdict
+    lead_id     VARCHAR NOT NULL,   -- alerts.lead_id when the verdict was given
+    verdict     VARCHAR NOT NULL,   -- confirmed | dismissed | watch
+    note        VARCHAR NOT NULL,   -- why
+    reviewed_by VARCHAR NOT NULL,   -- who
+    reviewed_at TIMESTAMP NOT NULL, -- when (UTC)
+    until       DATE,               -- dismissed or watch: lasts to the end of this month (NULL: no end)
+    run_id      VARCHAR,            -- the run whose alerts showed the lead
+    lead_score  DOUBLE,             -- the lead's score at the time
+    commodity   VARCHAR,            -- the lead's corridor: watchlist commodity, else the HS6 code
+    shipper     VARCHAR,
+    destination VARCHAR,
+    first_seen  DATE,               -- the episode as it stood
+    last_seen   DATE,
+    detectors   VARCHAR,            -- comma-separated detectors that had fired on it
+    families    VARCHAR             -- comma-separated evidence families among them
+);

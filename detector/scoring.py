@@ -18,7 +18,8 @@ A lead is one corridor (commodity, shipping country, destination) over consecuti
 Its score is the noisy-OR of the best score of each evidence family in it, 1 - prod(1 - s_f):
 independent views agreeing (a hub surge, a triangle, a mirror gap, a price) make a stronger lead
 than any of them alone; detectors of one family (the volume jump seen by the surge rule and by
-the multivariate model) count once. Leads rank by that score, highest first, ties by lead_id.
+the multivariate model) count once. Analysts' verdicts can weight the families: min(1, w_f * s_f)
+in place of s_f, with w_f learnt by the damped rule in `detector.verdicts` (1 without verdicts). Leads rank by that score, highest first, ties by lead_id.
 
 Each of these rules is written once here, for both Polars and SQL callers (`*_sql` functions and
 constants), so that the runner, the reports, the monthly lifecycle and the evaluation agree.
@@ -115,8 +116,25 @@ def alert_id(*parts: pl.Expr) -> pl.Expr:
             .otherwise(stable_id(*corridor, kind, key)).alias("alert_id"))
 
 
-def with_ids_and_leads(alerts: pl.DataFrame, families: dict[str, str] | None = None) -> pl.DataFrame:
-    """Add alert_id, severity, lead_id, lead_score and lead_rank (1 = the most suspicious lead)."""
+def corridor_months_sql(where: str = "TRUE") -> str:
+    """SQL over `alerts`: the distinct flagged months of each corridor (the columns `earlier` of
+    `with_ids_and_leads` takes), for alerts matching `where`."""
+    return (f"SELECT DISTINCT {STORY_SQL} AS _story, {SHIPPER_SQL} AS _from, destination, "
+            f"CAST(year(period) * 12 + month(period) AS INTEGER) AS _month FROM alerts WHERE {where}")
+
+
+def with_ids_and_leads(alerts: pl.DataFrame, families: dict[str, str] | None = None,
+                       earlier: pl.DataFrame | None = None, weights: dict[str, float] | None = None) -> pl.DataFrame:
+    """Add alert_id, severity, lead_id, lead_score and lead_rank (1 = the most suspicious lead).
+
+    A lead's id hashes its corridor and the first month of its episode (flagged months no more
+    than LEAD_GAP_MONTHS quiet months apart). `earlier`: the corridor-months flagged before these
+    alerts (`corridor_months_sql` over the stored alerts before a run's window), so that an
+    episode that began before the window keeps the id it was given then: a lead keeps its id
+    from one monthly run to the next, which is what analysts' verdicts are recorded against.
+    `weights`: family -> weight of its best score in the noisy-OR (min(1, w * s); default 1),
+    learnt from analysts' verdicts (`detector.verdicts.family_weights`).
+    """
     if alerts.height == 0:
         return alerts.with_columns(
             pl.lit(None, pl.String).alias("alert_id"), pl.lit(None, pl.String).alias("severity"),
@@ -132,22 +150,28 @@ def with_ids_and_leads(alerts: pl.DataFrame, families: dict[str, str] | None = N
         month_no.alias("_month"),
     )
     corridor = ["_story", "_from", "destination"]
-    months = (df.select(*corridor, "_month").unique()
+    flagged = df.select(*corridor, "_month")
+    if earlier is not None and earlier.height:
+        flagged = pl.concat([flagged, earlier.select(*corridor, pl.col("_month").cast(pl.Int32))],
+                            how="vertical_relaxed")
+    months = (flagged.unique()
               .sort(*corridor, "_month")
               .with_columns((pl.col("_month") - pl.col("_month").shift(1).over(corridor)).alias("_gap"))
               .with_columns((pl.col("_gap").is_null() | (pl.col("_gap") > LEAD_GAP_MONTHS + 1))
-                            .cast(pl.Int32).cum_sum().over(corridor).alias("_episode")))
+                            .cast(pl.Int32).cum_sum().over(corridor).alias("_episode"))
+              .with_columns(pl.col("_month").min().over([*corridor, "_episode"]).alias("_first")))
     df = df.join(months.drop("_gap"), on=[*corridor, "_month"], how="left", nulls_equal=True)
     df = df.with_columns(
-        stable_id(pl.col("_story"), pl.col("_from"), pl.col("destination"),
-                  pl.col("_month").min().over([*corridor, "_episode"])).alias("lead_id"))
+        stable_id(pl.col("_story"), pl.col("_from"), pl.col("destination"), pl.col("_first")).alias("lead_id"))
     family = pl.col("detector").replace_strict(families or {}, default=pl.col("detector"), return_dtype=pl.String)
+    weight = pl.col("_family").replace_strict(weights or {}, default=1.0, return_dtype=pl.Float64)
     lead_scores = (df.with_columns(family.alias("_family"))
                    .group_by("lead_id", "_family").agg(pl.col("score").max())
+                   .with_columns((pl.col("score") * weight).clip(upper_bound=1.0).alias("score"))
                    .group_by("lead_id").agg((1.0 - (1.0 - pl.col("score")).product()).alias("lead_score")))
     lead_scores = rank_leads(lead_scores)
     df = df.join(lead_scores, on="lead_id", how="left")
-    return df.drop("_story", "_from", "_month", "_episode")
+    return df.drop("_story", "_from", "_month", "_episode", "_first")
 
 
 def control_fdr(alerts: pl.DataFrame, tests: pl.DataFrame, tested: dict[str, str], rate: float,

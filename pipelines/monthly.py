@@ -24,7 +24,7 @@ from detector.options import db_option, debug_option, monthly_options
 @monthly_options
 @click.option("--config", type=click.Path(dir_okay=False, exists=True), help="Settings file (TOML).")
 @debug_option
-def main(db, inbox, out, month, window_months, names, log_format, fail_on_high, config, debug):
+def main(db, inbox, out, month, window_months, names, log_format, fail_on_high, no_learning, config, debug):
     """Load new files from the inbox, score the rolling window, write Parquet and the month's report."""
     from detector.errors import DetectorError
 
@@ -34,7 +34,7 @@ def main(db, inbox, out, month, window_months, names, log_format, fail_on_high, 
         raise click.ClickException(str(exc)) from None
     sys.exit(run_and_exit_code(db, inbox, out, month=month, settings=settings, log_format=log_format,
                                fail_on_high=fail_on_high, window_months=window_months, detectors=list(names) or None,
-                               debug=debug))
+                               debug=debug, learning=not no_learning))
 
 
 if __name__ == "__main__":

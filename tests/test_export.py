@@ -113,11 +113,11 @@ def _documented() -> dict[str, dict[str, str]]:
 def test_schema_matches_documentation(exported):
     _, out, _ = exported
     documented = _documented()
-    assert set(documented) == {"alerts", "flows", "series", "declaration_scores"}
+    assert set(documented) == {"alerts", "flows", "series", "declaration_scores", "verdicts"}
     con = duckdb.connect()
     for name, columns in documented.items():
-        if name == "declaration_scores":
-            continue  # no declarations in this warehouse: checked in tests/test_declarations.py
+        if name in ("declaration_scores", "verdicts"):
+            continue  # no declarations or verdicts here: checked in tests/test_declarations.py, test_verdicts.py
         actual = dict((n, t) for n, t, *_ in con.sql(
             f"DESCRIBE SELECT * FROM read_parquet('{(out / name).as_posix()}/*/*.parquet', "
             "hive_partitioning = true)").fetchall())
@@ -191,4 +191,4 @@ def test_empty_export_writes_empty_datasets(tmp_path, exported):
     wh, _, _ = exported
     summary = export_parquet(wh, tmp_path / "out", periods=["2019-05"])
     assert summary["alerts"] == {"rows": 0, "partitions": 0}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["alerts", "declaration_scores", "flows", "series"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["alerts", "declaration_scores", "flows", "series", "verdicts"]

@@ -323,4 +323,4 @@ def test_a_lead_with_one_quiet_month_is_continuing_not_new(tmp_path):
     assert lead["VNM"]["status"] == "new"
     assert lead["MYS"]["status"] == "closed" and lead["MYS"]["last_seen"] == dt.date(2024, 12, 1)
     assert "KOR" not in lead
-    assert counts == {"new": 1, "continuing": 1, "closed": 1}
+    assert counts == {"new": 1, "continuing": 1, "closed": 1, "dismissed": 0, "watched": 0, "awaiting_review": 2}

@@ -148,4 +148,4 @@ def test_export_touches_nothing_outside_its_folder(wh, tmp_path):
         export_parquet(wh, out)
     assert (sibling / "period=2025-03-01" / "data.parquet").read_text() == "not ours"
     assert (parent / ".tmp-1-stale").is_dir()
-    assert sorted(p.name for p in out.iterdir()) == ["alerts", "declaration_scores", "flows", "series"]
+    assert sorted(p.name for p in out.iterdir()) == ["alerts", "declaration_scores", "flows", "series", "verdicts"]

@@ -24,13 +24,15 @@ from detector.warehouse import Warehouse
 
 def run_monthly(db, inbox, out, month=None, settings: Settings | None = None, log: Log | None = None,
                 window_months: int = WINDOW_MONTHS, detectors: list[str] | None = None,
-                progress: bool = False, charts: int = 10) -> dict:
+                progress: bool = False, charts: int = 10, learning: bool = True) -> dict:
     """Load the inbox, score the window ending at `month` (default: the latest month ready), publish.
 
     `log(event)` gets one dict per step ({"step", "seconds", counts..., "message"}). Returns a
-    summary: run_id, month, window, files, alerts, leads {new, continuing, closed}, high_new
+    summary: run_id, month, window, files, alerts, leads {new, continuing, closed, dismissed, watched,
+    awaiting_review (the month's new or continuing leads without a verdict)}, high_new
     (high-severity new leads), reports, out. Raises DetectorError on bad input. `charts`: top
-    leads drawn in the HTML report; `progress`: rich progress bars on stderr.
+    leads drawn in the HTML report; `progress`: rich progress bars on stderr; `learning`: weight the
+    lead score's evidence families by the analysts' verdicts (`detector.verdicts`).
     """
     log = log or (lambda event: None)
     started = time.perf_counter()
@@ -100,7 +102,7 @@ def run_monthly(db, inbox, out, month=None, settings: Settings | None = None, lo
         t0 = time.perf_counter()
         task = bars.task(f"scoring {window.start:%Y-%m}..{window.end:%Y-%m}", None)
         try:
-            result = run_detectors(wh, window, detectors, settings, before_commit=before_commit)
+            result = run_detectors(wh, window, detectors, settings, before_commit=before_commit, learning=learning)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -14,14 +14,15 @@ from detector.reports.leads import ranked_leads
 from detector.scoring import LEAD_GAP_MONTHS
 from detector.warehouse import Warehouse
 
-SECTIONS = (("new", "New this month"), ("continuing", "Continuing"), ("closed", "Closed"))
+SECTIONS = (("new", "New this month"), ("continuing", "Continuing"), ("watched", "Watched"),
+            ("dismissed", "Dismissed (left out of the ranked leads)"), ("closed", "Closed"))
 
 
 def _lifecycle_rows(wh: Warehouse, month: dt.date) -> pl.DataFrame:
     """lead_status joined with the ranked leads of each lead's last flagged month."""
     status = lifecycle(wh, month)
     keep = ["lead_id", "rank", "period", "hs_code", "origin", "via", "detectors", "explanation"]
-    shown = pl.concat([ranked_leads(wh, period=seen).select(keep)
+    shown = pl.concat([ranked_leads(wh, period=seen, verdicts=False).select(keep)
                        for seen in (month, months_back(month, LEAD_GAP_MONTHS + 1))])
     return status.join(shown.rename({"period": "last_seen"}), on=["lead_id", "last_seen"], how="left",
                        maintain_order="left")

@@ -16,7 +16,8 @@ EXIT_OK, EXIT_ERROR, EXIT_HIGH = 0, 1, 3
 
 def run_and_exit_code(db, inbox, out, month=None, settings=None, log_format: str = "text",
                       fail_on_high: bool = False, window_months: int = WINDOW_MONTHS,
-                      detectors: list[str] | None = None, debug: bool = False, stream=None) -> int:
+                      detectors: list[str] | None = None, debug: bool = False, stream=None,
+                      learning: bool = True) -> int:
     """What both command lines do: run, log, and turn the outcome into the documented exit code."""
     stream = stream or sys.stdout
     log = make_log(log_format, stream)
@@ -24,7 +25,8 @@ def run_and_exit_code(db, inbox, out, month=None, settings=None, log_format: str
     t0 = time.perf_counter()
     try:
         summary = run_monthly(db, inbox, out, month=month, settings=settings, log=log,
-                              window_months=window_months, detectors=detectors, progress=progress)
+                              window_months=window_months, detectors=detectors, progress=progress,
+                              learning=learning)
     except KeyboardInterrupt:
         log({"step": "error", "seconds": round(time.perf_counter() - t0, 3), "level": "error",
              "message": "interrupted; the warehouse and OUT are as the last complete run left them"})

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from detector.export import trailing_baseline_sql
+from detector.reports.leads import with_verdict
 
 CHART_MONTHS_BEFORE = 24
 CHART_MONTHS_AFTER = 6
@@ -290,7 +291,7 @@ def _lead_section(con, row: dict, names: dict[str, str]) -> str:
 {_month(row['period'])} — score {row['score']:.2f}, {_sev(row['severity'])}</h3>
 <p class="muted">lead <code>{e(row['lead_id'])}</code>; detectors: {e(', '.join(row['detectors']))}
 {'; ' + where if where else ''}</p>
-<p class="explanation">{e(row['explanation'])}</p>
+<p class="explanation">{e(with_verdict(row))}</p>
 {chart}
 {'<h4>Control events in the chart window</h4><ul>' + ctl + '</ul>' if ctl else ''}
 <h4>Alerts</h4>
@@ -300,6 +301,26 @@ def _lead_section(con, row: dict, names: dict[str, str]) -> str:
 {_table(['detector', 'field', 'value'], evidence_rows, num={2}) if evidence_rows
  else '<p class="muted">No evidence recorded.</p>'}
 </article>"""
+
+
+def _verdicts_section(con) -> str:
+    """What the analysts' verdicts say of each evidence family and detector: the share confirmed among
+    reviewed leads, and the family's lead-score weight learnt from it (`detector.verdicts`)."""
+    from detector.verdicts import PRIOR_VERDICTS, verdict_shares
+
+    parts = ['<section id="verdicts"><h2>Analysts\' verdicts</h2>']
+    fams = verdict_shares(con, "family")
+    if fams.height == 0:
+        return parts[0] + '<p class="muted">No lead confirmed or dismissed yet.</p></section>'
+    for title, frame, weight in (("evidence family", fams, True), ("detector", verdict_shares(con, "detector"), False)):
+        rows = [[escape(r["name"]), str(r["reviewed"]), str(r["confirmed"]), f"{r['confirmed_share']:.0%}"]
+                + ([f"{r['weight']:.3f}"] if weight else []) for r in frame.iter_rows(named=True)]
+        parts.append(_table([title, "reviewed", "confirmed", "share confirmed"] + (["weight"] if weight else []),
+                            rows, num={1, 2, 3, 4}))
+    parts.append(f'<p class="muted">A family\'s weight multiplies its best score in the lead score: '
+                 f"its share confirmed under a prior worth {PRIOR_VERDICTS:.0f} verdicts at one in two, "
+                 "divided by one half (1 without verdicts).</p></section>")
+    return "\n".join(parts)
 
 
 def render_html(wh, leads: pl.DataFrame, window: str, charts: int = 10) -> str:
@@ -333,7 +354,7 @@ is a reason to look closer, not proof.</p>"""]
         link = f'<a href="#lead-{rank}">{rank}</a>' if row["rank"] <= shown else rank
         rows.append([link, _month(row["period"]), e(row["commodity"] or "-"), e(row["hs_code"]),
                      e(_route(row)), f"{row['score']:.2f}", _sev(row["severity"]),
-                     e(", ".join(row["detectors"])), e(row["explanation"])])
+                     e(", ".join(row["detectors"])), e(with_verdict(row))])
     parts.append('<section id="leads"><h2>Ranked leads</h2>'
                  + (_table(["#", "month", "commodity", "HS", "route", "score", "severity",
                             "detectors", "explanation"], rows, num={0, 5}, cls="leads")
@@ -342,6 +363,7 @@ is a reason to look closer, not proof.</p>"""]
         parts.append(f'<section id="details"><h2>Top {shown} leads in detail</h2>')
         parts.extend(_lead_section(con, row, names) for row in leads.head(shown).iter_rows(named=True))
         parts.append("</section>")
+    parts.append(_verdicts_section(con))
     parts.append('<footer class="muted"><p>Sources: the trade flows and alerts in the warehouse; '
                  "values in USD as reported.</p></footer></body></html>\n")
     return "\n".join(parts)

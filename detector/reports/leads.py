@@ -49,14 +49,18 @@ def _filters(period, start, end, commodity, destination) -> tuple[str, list]:
 
 
 def ranked_leads(wh, period=None, start=None, end=None, top: int | None = None,
-                 commodity: str | None = None, destination: str | None = None) -> pl.DataFrame:
-    """One row per lead, most suspicious first; `rank` is the position in this list."""
+                 commodity: str | None = None, destination: str | None = None,
+                 verdicts: bool = True) -> pl.DataFrame:
+    """One row per lead, most suspicious first; `rank` is the position in this list.
+
+    With `verdicts` (default), each lead carries the analysts' verdict that applies to it
+    (`detector.verdicts.judge_leads`: verdict, verdict_text, ...), and dismissed leads that have
+    not come back are left out of the list (they stay in the warehouse and the Parquet)."""
     if top is not None and int(top) < 1:
         raise DetectorError(f"top {top}: must be at least 1")
     where, params = _filters(period, start, end, commodity, destination)
     cols = ", ".join(ALERT_COLUMNS + LEAD_COLUMNS)
     struct = ", ".join(f"{c} := {c}" for c in ALERT_COLUMNS + LEAD_COLUMNS)
-    limit = f"LIMIT {int(top)}" if top is not None else ""
     sql = f"""
     WITH selected AS (
         SELECT {cols}, coalesce(lead_id, alert_id) AS lead_key, {LEAD_STRENGTH_SQL} AS lead_strength,
@@ -96,10 +100,29 @@ def ranked_leads(wh, period=None, start=None, end=None, top: int | None = None,
     JOIN detectors d USING (lead_key)
     JOIN drill dr USING (lead_key)
     ORDER BY rank
-    {limit}
     """
     finish_pending(wh.con)
-    return wh.con.sql(sql, params=params).pl()
+    if top is not None and not (verdicts and _any_verdicts(wh.con)):
+        sql += f"LIMIT {int(top)}"  # no lead can be left out: the database may stop at the top N
+    leads = wh.con.sql(sql, params=params).pl()
+    if verdicts:
+        from detector.verdicts import judge_leads
+
+        leads = judge_leads(wh.con, leads).filter(~pl.col("hidden")).drop("hidden")
+        leads = leads.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).alias("rank"))
+    return leads.head(top) if top is not None else leads
+
+
+def with_verdict(row: dict) -> str:
+    """A lead's explanation, after the analysts' verdict on it where one is shown (watch, confirmed,
+    a dismissed lead that came back): the line every report format prints."""
+    verdict = row.get("verdict_text")
+    return f"[{verdict}] {row['explanation']}" if verdict else row["explanation"]
+
+
+def _any_verdicts(con) -> bool:
+    tables = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'verdicts'").fetchall()
+    return bool(tables[0][0]) and bool(con.execute("SELECT count(*) FROM verdicts").fetchall()[0][0])
 
 
 def finish_pending(con) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from detector.reports.leads import with_verdict
+
 
 def cell(value) -> str:
     """Text safe inside a Markdown table cell: no pipes or line breaks, no raw HTML."""
@@ -42,7 +44,7 @@ def render_markdown(leads: pl.DataFrame, window: str) -> str:
         lines.append(
             f"- **{row['rank']}. {cell(row['commodity'] or row['hs_code'])} {cell(route(row))}, "
             f"{row['period']:%Y-%m}** ({cell(row['severity'])}, {row['score']:.2f}): "
-            f"{cell(row['explanation'])}")
+            f"{cell(with_verdict(row))}")
         for alert in row["alerts"][1:]:
             lines.append(f"  - {cell(alert['detector'])} ({alert['score']:.2f}): "
                          f"{cell(alert['explanation'])}")

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from detector.reports.leads import with_verdict
+
 WIDTH = 80
 
 # Short labels keep the detectors column narrow; the legend under the table spells them out.
@@ -59,7 +61,7 @@ def render_text(leads: pl.DataFrame, window: str, color: bool = False, width: in
         table.add_row(
             str(row["rank"]), f"{row['period']:%Y-%m}",
             f"{row['commodity'] or '-'}\n{short_route(row)}", score_sev,
-            "\n".join(SHORT.get(d, d) for d in row["detectors"]), row["explanation"],
+            "\n".join(SHORT.get(d, d) for d in row["detectors"]), with_verdict(row),
         )
     console.print(table)
     legend = ", ".join(f"{SHORT.get(d, d)}={d}" for d in sorted(used) if SHORT.get(d, d) != d)
