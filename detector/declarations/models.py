@@ -142,9 +142,11 @@ REASON_TEXT: dict[str, pl.Expr] = {
     + pl.lit(" carries ") + _pct(pl.col("route_share").fill_null(0)) + pl.lit(" of past lines from ")
     + _country("origin") + pl.lit(" and ") + _pct(pl.col("route_hs_share").fill_null(0)) + pl.lit(" of HS ")
     + pl.col("hs6"),
-    "repeat": pl.lit("same HS ") + pl.col("hs6") + pl.lit(" and net mass as ")
-    + pl.col("te_hs6_mass_n").cast(pl.Int64).cast(pl.String) + pl.lit(" inspected past lines (fraud rate ")
-    + _pct(pl.col("te_hs6_mass")) + pl.lit(")"),
+    "repeat": pl.when(pl.col("te_hs6_mass_n") > 0).then(
+        pl.lit("same HS ") + pl.col("hs6") + pl.lit(" and net mass as ")
+        + pl.col("te_hs6_mass_n").cast(pl.Int64).cast(pl.String) + pl.lit(" inspected past lines (fraud rate ")
+        + _pct(pl.col("te_hs6_mass")) + pl.lit(")")
+    ).otherwise(pl.lit("no inspected past line of HS ") + pl.col("hs6") + pl.lit(" with this net mass")),
     "other": pl.lit("declaration profile (") + pl.col("mode").fill_null("?") + pl.lit(" transport mode, import type ")
     + pl.col("x_import_type").fill_null("?") + pl.lit(")"),
 }
