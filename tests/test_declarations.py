@@ -234,7 +234,7 @@ def test_file_without_label_columns_loads_as_not_inspected(wh, tmp_path):
     assert [r[1:3] for r in rows[2:]] == [(None, None), (None, None)]  # not inspected: NULL, not 0
 
 
-KCS_DATA = Path("/work/shared/data/kcs-customs-declarations")
+KCS_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kcs-customs-declarations"  # beside the checkout
 
 
 def _labelled_history_and_new_month(tmp_path: Path, sources: list[Path], new_month: str) -> tuple[Path, Path]:
