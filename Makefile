@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= out
 
-.PHONY: demo test lint bench bench-ingest monthly clean browser java
+.PHONY: demo test lint bench bench-ingest bench-declarations monthly clean browser java
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)
 # DuckDB's typed read_csv of the same files (bench/results_ingest.md; a few minutes).
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/run.py --ingest-only --scales 5000000
+
+# Declaration scoring alone: 1M new lines of a month, a model trained on 12 labelled months (a few minutes).
+bench-declarations: $(STAMP)
+	$(BIN)/python bench/declarations.py $(if $(LINES),--lines $(LINES))
 
 monthly: $(STAMP)
 	$(BIN)/python -m pipelines.monthly --inbox $(INBOX) $(if $(MONTH),--month $(MONTH))

@@ -237,7 +237,7 @@ def test_file_without_label_columns_loads_as_not_inspected(wh, tmp_path):
     assert [r[1:3] for r in rows[2:]] == [(None, None), (None, None)]  # not inspected: NULL, not 0
 
 
-KCS_DATA = Path("/work/shared/data/kcs-customs-declarations")
+KCS_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kcs-customs-declarations"  # beside the checkout
 
 
 def _labelled_history_and_new_month(tmp_path: Path, sources: list[Path], new_month: str) -> tuple[Path, Path]:
@@ -335,3 +335,38 @@ def test_monthly_job_publishes_the_declaration_scores(tmp_path):
     assert sorted(published["period"].unique().to_list()) == [date(2024, 12, 1), date(2025, 1, 1)]
     assert published.height == 3000 and published["run_id"].unique().to_list() == [summary["run_id"]]
     assert not list(out.glob(".monthly-staging-*"))
+
+
+def test_network_and_percentile_features_from_earlier_months_only(wh, tmp_path):
+    """All lines share declarant DEC1. In January importer IMP1's two lines are frauds, IMP2's and IMP0's are
+    not; in February the risk reaching IMP0 through DEC1 is its neighbours' (2 frauds in 4 lines), not its own,
+    and February's own labels change nothing."""
+    jan = [_row(i, date_=f"2020-01-0{i}", price=str(100000 * i), fraud="1" if i % 3 == 1 else "0")
+           for i in range(1, 7)]
+    feb = [_row(9, date_="2020-02-03", price="9000000", fraud="1"), _row(10, date_="2020-02-04", price="1000")]
+    load_declarations(wh, [_write(tmp_path / "n.csv", jan + feb)])
+    feats = build_features(wh.con, FeatureOptions()).filter(pl.col("period") == date(2020, 2, 1)).sort(
+        "declaration_id")
+    prior = 2 / 6
+    assert feats["declaration_id"].to_list() == ["10", "9"]
+    imp0, imp1 = feats.row(1, named=True), feats.row(0, named=True)
+    assert imp0["importer_id"] == "IMP0" and imp1["importer_id"] == "IMP1"
+    assert imp0["net_importer_via_declarant"] == pytest.approx((2 + 10 * prior) / (4 + 10))
+    assert imp1["net_importer_via_declarant"] == pytest.approx((0 + 10 * prior) / (4 + 10))
+    # the highest price of HS 850511 so far sits above the six January lines, the lowest below them
+    assert imp0["value_pct"] == pytest.approx(6.5 / 7) and imp1["value_pct"] == pytest.approx(0.5 / 7)
+    wh.con.execute("UPDATE declarations SET label = 1 - label WHERE period = DATE '2020-02-01'")
+    again = build_features(wh.con, FeatureOptions()).filter(pl.col("period") == date(2020, 2, 1)).sort(
+        "declaration_id")
+    assert again.drop("label").equals(feats.drop("label"))
+
+
+def test_novel_lines_are_those_whose_hs6_and_mass_no_earlier_month_has():
+    from detector.declarations.evaluate_kcs import novel_lines
+
+    feats = pl.DataFrame({
+        "period": [date(2020, 1, 1), date(2020, 2, 1), date(2020, 2, 1), date(2020, 2, 1), date(2020, 3, 1)],
+        "hs6": ["850511", "850511", "850511", "850511", "850511"],
+        "net_weight_kg": [100.0, 100.0, 250.0, 250.0, 250.0],
+    })
+    assert novel_lines(feats).to_list() == [True, False, True, True, False]

@@ -8,6 +8,12 @@ Time rules (no leakage):
   on; they are smoothed towards the past base rate with weight `smoothing`.
 So the features of a line of month t never depend on a label of month t or later, and one feature
 table serves every monthly retraining.
+
+Beyond the base set, feature families meant to carry over to lines unlike any seen before (FAMILIES;
+their gain is measured in docs/declarations.md): the trader network (risk reaching a party through the
+parties it shares with others, from labelled past lines), the plausibility of price and weight within
+the HS6 code's past distribution, the consistency of origin and tariff treatment, the rarity of the
+route, and repeat shipments (same HS6 code and net mass as inspected past lines).
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ TARGET_KEYS: dict[str, list[str]] = {
     "declarant_importer": ["declarant_id", "importer_id"],
     "port": ["port"],
     "tax_type": ["tax_type"],
+    "courier": ["courier_id"],
+    "origin_tax": ["origin", "tax_type"],
+    "tax_indicator": ["tax_type", "x_origin_indicator"],
+    "hs6_mass": ["hs6", "net_weight_kg"],
 }
 # Counts of earlier lines (by date): name -> key expressions.
 COUNT_KEYS: dict[str, list[str]] = {
@@ -43,12 +53,40 @@ COUNT_KEYS: dict[str, list[str]] = {
     "seller": ["exporter_id"],
     "importer_hs6": ["importer_id", "hs6"],
     "seller_importer": ["exporter_id", "importer_id"],
+    "importer_route": ["importer_id", "origin", "consignment"],
 }
 # Source-specific fields read from `extra` when present (absent keys are NULL).
 CATEGORICAL_EXTRA = ("office", "process_type", "import_type", "import_use", "payment_type", "tax_type",
                      "origin_indicator")
 CATEGORICAL = ("hs2", "hs4", "origin", "consignment", "port", "mode") + tuple(
     f"x_{k}" for k in CATEGORICAL_EXTRA if k != "tax_type") + ("tax_type",)
+
+
+# Trader network: importers, declarants, sellers, couriers and offices are nodes, a past line an edge
+# between its parties. Risk carried two steps: `net_<a>_via_<b>` is the fraud rate of the labelled past
+# lines that share a `b` with this line's `a` but not the `a` itself (e.g. the other clients of the
+# declarants this importer used), smoothed like the target encodings.
+NETWORK_HOPS: dict[str, tuple[str, str]] = {
+    "net_importer_via_declarant": ("importer_id", "declarant_id"),
+    "net_importer_via_seller": ("importer_id", "exporter_id"),
+    "net_declarant_via_importer": ("declarant_id", "importer_id"),
+    "net_seller_via_importer": ("exporter_id", "importer_id"),
+    "net_courier_via_importer": ("courier_id", "importer_id"),
+    "net_office_via_declarant": ("x_office", "declarant_id"),
+}
+# Where the line's unit value, mass and value fall in the past distribution of its HS6 code (0..1).
+PERCENTILES: dict[str, str] = {"uv_pct": "luv", "mass_pct": "lmass", "value_pct": "lvalue"}
+UV_NEAR = 0.2231  # ln 1.25: `uv_density` is the share of past HS6 lines within a factor 1.25 of the unit value
+# Feature families beyond the base set (feature ablations measure each: docs/declarations.md).
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "network": (*NETWORK_HOPS, "te_courier", "te_courier_n"),
+    "plausibility": (*PERCENTILES, "uv_density", "mass_round"),
+    "preference": ("origin_tax_share", "indicator_tax_share", "te_origin_tax", "te_tax_indicator",
+                   "preference_rate_gap"),
+    "route": ("route_share", "route_hs_share", "mode_hs_share", "route_new_for_importer"),
+    # a repeat shipment: inspected past lines with the same HS6 code and net mass, and their fraud rate
+    "repeat": ("te_hs6_mass", "te_hs6_mass_n"),
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +105,7 @@ def _lines_sql(where: str) -> str:
            hs_code, left(hs_code, 6) AS hs6, left(hs_code, 4) AS hs4, left(hs_code, 2) AS hs2,
            port, mode, value_usd, net_weight_kg, label,
            {extras},
+           extra->>'courier_id' AS courier_id,
            TRY_CAST(extra->>'tax_rate' AS DOUBLE) AS tax_rate,
            extra->>'preference_partners' AS preference_partners,
            extra->>'destination' AS destination,
@@ -75,6 +114,18 @@ def _lines_sql(where: str) -> str:
            CASE WHEN value_usd > 0 THEN ln(value_usd) END AS lvalue
     FROM declarations
     WHERE {where}"""
+
+
+def _percentiles_sql() -> str:
+    """`pct`: per line, the past lines of its HS6 below its unit value / mass / value, and near its unit value."""
+    cols = []
+    for x in PERCENTILES.values():
+        cols.append(f"""CASE WHEN {x} IS NOT NULL THEN sum(w) OVER (PARTITION BY as_of, hs6 ORDER BY {x}, w
+                              ROWS UNBOUNDED PRECEDING) END AS {x}_below""")
+        cols.append(f"sum(CASE WHEN {x} IS NOT NULL THEN w END) OVER (PARTITION BY as_of, hs6) AS {x}_n")
+    cols.append(f"""CASE WHEN luv IS NOT NULL THEN sum(w) OVER (PARTITION BY as_of, hs6 ORDER BY luv
+                         RANGE BETWEEN {UV_NEAR} PRECEDING AND {UV_NEAR} FOLLOWING) END AS luv_near""")
+    return f"""pct AS (SELECT source, declaration_id, {', '.join(cols)} FROM dist QUALIFY w = 0)"""
 
 
 def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
@@ -100,6 +151,24 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
                           FROM past p JOIN hs_norm n USING (as_of, hs6) GROUP BY ALL)""",
             """tax_share AS (SELECT as_of, hs6, tax_type, count(*) AS n FROM past GROUP BY ALL)""",
             """ind_share AS (SELECT as_of, hs6, origin, x_origin_indicator, count(*) AS n FROM past GROUP BY ALL)""",
+            """route_share AS (SELECT as_of, origin, consignment, count(*) AS n FROM past GROUP BY ALL)""",
+            """origin_n AS (SELECT as_of, origin, count(*) AS n FROM past GROUP BY ALL)""",
+            """route_hs AS (SELECT as_of, hs6, origin, consignment, count(*) AS n FROM past GROUP BY ALL)""",
+            """mode_hs AS (SELECT as_of, hs6, mode, count(*) AS n FROM past GROUP BY ALL)""",
+            """origin_tax AS (SELECT as_of, origin, tax_type, count(*) AS n FROM past GROUP BY ALL)""",
+            """tax_ind AS (SELECT as_of, tax_type, x_origin_indicator, count(*) AS n FROM past GROUP BY ALL)""",
+            """tax_n AS (SELECT as_of, tax_type, count(*) AS n FROM past GROUP BY ALL)""",
+            # the usual tax rate of the HS6 code under a preference (tax type F...) and without one
+            """pref_rate AS (SELECT as_of, hs6, median(tax_rate) FILTER (WHERE starts_with(tax_type, 'F')) AS pref,
+                                   median(tax_rate) FILTER (WHERE NOT starts_with(tax_type, 'F')) AS general
+                            FROM past GROUP BY ALL)""",
+            # where the line falls among the past lines of its HS6 code: every month's lines (w = 0) sorted in
+            # with the lines before it (w = 1); a running sum counts the past lines below, a range the ones near
+            """dist AS (SELECT as_of, hs6, luv, lmass, lvalue, 1 AS w, NULL AS source, NULL AS declaration_id
+                        FROM past
+                        UNION ALL
+                        SELECT period, hs6, luv, lmass, lvalue, 0, source, declaration_id FROM lines)""",
+            _percentiles_sql(),
             """controlled AS (SELECT l.source, l.declaration_id, min(w.commodity) AS commodity
                               FROM lines l JOIN watchlist w ON starts_with(l.hs_code, w.hs_prefix)
                               GROUP BY ALL)"""]
@@ -120,6 +189,18 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
         select.append(f"(coalesce(t_{name}.s, 0) + {m} * b.prior) / (coalesce(t_{name}.n, 0) + {m}) "
                       f"AS te_{name}")
         select.append(f"coalesce(t_{name}.n, 0) AS te_{name}_n")
+    for name, (a, b) in NETWORK_HOPS.items():
+        # edges of past lines (a, b) with their labelled lines; risk reaching a through its b's other lines
+        ctes.append(f"""e_{name} AS (SELECT as_of, {a} AS a, {b} AS b, count(label) FILTER (WHERE period < {cutoff}) AS n,
+                                          sum(label) FILTER (WHERE period < {cutoff}) AS s
+                                   FROM past WHERE {a} IS NOT NULL AND {b} IS NOT NULL GROUP BY ALL)""")
+        ctes.append(f"""h_{name} AS (SELECT e.as_of, e.a, sum(t.n - e.n) AS n, sum(t.s - e.s) AS s
+                                   FROM e_{name} e
+                                   JOIN (SELECT as_of, b, sum(n) AS n, sum(s) AS s FROM e_{name} GROUP BY ALL) t
+                                        USING (as_of, b)
+                                   GROUP BY ALL)""")
+        joins.append(f"LEFT JOIN h_{name} ON h_{name}.as_of = l.period AND h_{name}.a = l.{a}")
+        select.append(f"(coalesce(h_{name}.s, 0) + {m} * b.prior) / (coalesce(h_{name}.n, 0) + {m}) AS {name}")
     windows = []
     for name, keys in COUNT_KEYS.items():
         windows.append(f"""count(*) OVER (PARTITION BY {', '.join(keys)} ORDER BY date
@@ -138,6 +219,19 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
         "AND isr.origin IS NOT DISTINCT FROM l.origin AND isr.x_origin_indicator IS NOT DISTINCT FROM l.x_origin_indicator",
         "LEFT JOIN uv_norm uo ON uo.as_of = l.period AND uo.hs6 = l.hs6 AND uo.origin IS NOT DISTINCT FROM l.origin",
         "LEFT JOIN controlled ctl USING (source, declaration_id)",
+        "LEFT JOIN pct USING (source, declaration_id)",
+        "LEFT JOIN route_share rs ON rs.as_of = l.period AND rs.origin IS NOT DISTINCT FROM l.origin "
+        "AND rs.consignment IS NOT DISTINCT FROM l.consignment",
+        "LEFT JOIN origin_n orn ON orn.as_of = l.period AND orn.origin IS NOT DISTINCT FROM l.origin",
+        "LEFT JOIN route_hs rh ON rh.as_of = l.period AND rh.hs6 = l.hs6 AND rh.origin IS NOT DISTINCT FROM l.origin "
+        "AND rh.consignment IS NOT DISTINCT FROM l.consignment",
+        "LEFT JOIN mode_hs mh ON mh.as_of = l.period AND mh.hs6 = l.hs6 AND mh.mode IS NOT DISTINCT FROM l.mode",
+        "LEFT JOIN origin_tax ot ON ot.as_of = l.period AND ot.origin IS NOT DISTINCT FROM l.origin "
+        "AND ot.tax_type IS NOT DISTINCT FROM l.tax_type",
+        "LEFT JOIN tax_ind ti ON ti.as_of = l.period AND ti.tax_type IS NOT DISTINCT FROM l.tax_type "
+        "AND ti.x_origin_indicator IS NOT DISTINCT FROM l.x_origin_indicator",
+        "LEFT JOIN tax_n tn ON tn.as_of = l.period AND tn.tax_type IS NOT DISTINCT FROM l.tax_type",
+        "LEFT JOIN pref_rate pr ON pr.as_of = l.period AND pr.hs6 = l.hs6",
     ]
     n_min = int(opts.min_norm_lines)
     select += [
@@ -170,6 +264,21 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
         "CAST(c.cnt_seller = 0 AND l.exporter_id IS NOT NULL AS INTEGER) AS new_seller",
         "CAST(c.cnt_importer > 0 AND c.cnt_importer_hs6 = 0 AS INTEGER) AS new_hs_for_importer",
         "CASE WHEN c.cnt_importer > 0 THEN c.cnt_importer_hs6 / c.cnt_importer END AS importer_hs6_share",
+        # plausibility of price and weight within the HS6 code's past distribution
+        *[f"CASE WHEN pct.{x}_n > 0 THEN (pct.{x}_below + 0.5) / (pct.{x}_n + 1) END AS {name}"
+          for name, x in PERCENTILES.items()],
+        "CASE WHEN pct.luv_n > 0 THEN coalesce(pct.luv_near, 0) / pct.luv_n END AS uv_density",
+        "CAST(l.net_weight_kg >= 10 AND l.net_weight_kg % 10 = 0 AS INTEGER) AS mass_round",
+        # origin and tariff treatment: how usual this treatment is for the origin, and this origin
+        # indicator for the treatment; the rate against the HS6 code's usual rate under the same kind
+        "CASE WHEN orn.n > 0 THEN coalesce(ot.n, 0) / orn.n END AS origin_tax_share",
+        "CASE WHEN tn.n > 0 THEN coalesce(ti.n, 0) / tn.n END AS indicator_tax_share",
+        "l.tax_rate - CASE WHEN starts_with(l.tax_type, 'F') THEN pr.pref ELSE pr.general END AS preference_rate_gap",
+        # route rarity: of the origin's past lines, of the HS6 code's, and the mode for the HS6 code
+        "CASE WHEN orn.n > 0 THEN coalesce(rs.n, 0) / orn.n END AS route_share",
+        "CASE WHEN hn.n > 0 THEN coalesce(rh.n, 0) / hn.n END AS route_hs_share",
+        "CASE WHEN hn.n > 0 THEN coalesce(mh.n, 0) / hn.n END AS mode_hs_share",
+        "CAST(c.cnt_importer > 0 AND c.cnt_importer_route = 0 AS INTEGER) AS route_new_for_importer",
     ]
     return ("WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(select) + "\nFROM lines l\n"
             + "\n".join(joins) + "\nORDER BY l.period, l.date, l.source, l.declaration_id")
@@ -177,4 +286,9 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
 
 def build_features(con: duckdb.DuckDBPyConnection, opts: FeatureOptions, where: str = "TRUE") -> pl.DataFrame:
     """Feature table (one row per declaration line, sorted by period, date, id) as a Polars frame."""
-    return pl.from_arrow(con.sql(features_sql(opts, where)).to_arrow_table())
+    shown = con.execute("SELECT current_setting('enable_progress_bar')").fetchall()[0][0]
+    con.execute("SET enable_progress_bar = false")  # a long query would draw a bar on the terminal
+    try:
+        return pl.from_arrow(con.sql(features_sql(opts, where)).to_arrow_table())
+    finally:
+        con.execute(f"SET enable_progress_bar = {'true' if shown else 'false'}")

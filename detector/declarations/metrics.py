@@ -48,3 +48,13 @@ def budget_table(scores, labels, rank=None, budgets=BUDGETS) -> dict[str, float]
         p, r = at_budget(scores, labels, n, rank)
         out[f"precision@{n}%"], out[f"recall@{n}%"] = p, r
     return out
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve (ties count half); NaN when only one class is present."""
+    labels = np.asarray(labels, dtype=float)
+    if len(labels) == 0 or labels.min() == labels.max():
+        return float("nan")
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, np.asarray(scores, dtype=float)))

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from detector import robust
-from detector.declarations.features import CATEGORICAL
+from detector.declarations.features import CATEGORICAL, FAMILIES
 from detector.outliers import check_model, pyod_model, tail_share
 
 # Numeric model inputs.
@@ -29,7 +29,7 @@ NUMERIC = (
     "hs6_past_lines", "tax_rate", "tax_rate_dev", "tax_type_share", "origin_indicator_share",
     "origin_ne_consignment", "hub_route", "preference_claimed", "preference_mismatch", "controlled",
     "new_importer", "new_declarant", "new_seller", "new_hs_for_importer", "importer_hs6_share",
-)
+) + tuple(f for family in FAMILIES.values() for f in family)
 # Inputs of the unsupervised model, each with the direction that is suspicious
 # (+1 high, -1 low, 0 both tails) for the robust-z reasons.
 UNSUPERVISED = {
@@ -62,6 +62,11 @@ GROUP_OF = {
     **{f: "origin_indicator" for f in ("origin_indicator_share", "x_origin_indicator")},
     "controlled": "controlled",
     **{f: "port" for f in ("te_port", "port", "x_office")},
+    **{f: "network" for f in FAMILIES["network"]},
+    **{f: "plausibility" for f in FAMILIES["plausibility"]},
+    **{f: "preference_use" for f in FAMILIES["preference"]},
+    **{f: "route_rarity" for f in FAMILIES["route"]},
+    **{f: "repeat" for f in FAMILIES["repeat"]},
 }
 
 
@@ -126,6 +131,24 @@ REASON_TEXT: dict[str, pl.Expr] = {
     + pl.lit(" of past HS ") + pl.col("hs6") + pl.lit(" x ") + _country("origin") + pl.lit(" lines"),
     "controlled": pl.lit("controlled-mineral code (") + pl.col("controlled_commodity").fill_null("?") + pl.lit(")"),
     "port": pl.lit("office ") + pl.col("port").fill_null("?") + pl.lit(" past fraud rate ") + _pct(pl.col("te_port")),
+    "network": pl.lit("trader network: past fraud rate ") + _pct(pl.col("net_importer_via_declarant"))
+    + pl.lit(" among the other clients of the importer's declarants, ")
+    + _pct(pl.col("net_seller_via_importer")) + pl.lit(" among the seller's importers' other suppliers"),
+    "plausibility": pl.lit("unit value at percentile ") + _pct(pl.col("uv_pct").fill_null(0.5))
+    + pl.lit(", net mass at ") + _pct(pl.col("mass_pct").fill_null(0.5)) + pl.lit(" of past HS ") + pl.col("hs6")
+    + pl.lit(" lines"),
+    "preference_use": pl.lit("tax type ") + pl.col("tax_type").fill_null("?") + pl.lit(" on ")
+    + _pct(pl.col("origin_tax_share").fill_null(0)) + pl.lit(" of past lines from ") + _country("origin")
+    + pl.lit(" (past fraud rate ") + _pct(pl.col("te_origin_tax")) + pl.lit(")"),
+    "route_rarity": pl.lit("route ") + _country("origin") + pl.lit(" -> ") + _country("consignment")
+    + pl.lit(" carries ") + _pct(pl.col("route_share").fill_null(0)) + pl.lit(" of past lines from ")
+    + _country("origin") + pl.lit(" and ") + _pct(pl.col("route_hs_share").fill_null(0)) + pl.lit(" of HS ")
+    + pl.col("hs6"),
+    "repeat": pl.when(pl.col("te_hs6_mass_n") > 0).then(
+        pl.lit("same HS ") + pl.col("hs6") + pl.lit(" and net mass as ")
+        + pl.col("te_hs6_mass_n").cast(pl.Int64).cast(pl.String) + pl.lit(" inspected past lines (fraud rate ")
+        + _pct(pl.col("te_hs6_mass")) + pl.lit(")")
+    ).otherwise(pl.lit("no inspected past line of HS ") + pl.col("hs6") + pl.lit(" with this net mass")),
     "other": pl.lit("declaration profile (") + pl.col("mode").fill_null("?") + pl.lit(" transport mode, import type ")
     + pl.col("x_import_type").fill_null("?") + pl.lit(")"),
 }
@@ -145,6 +168,7 @@ class ModelOptions:
     min_train_labels: int = 200
     n_reasons: int = 3
     lgbm_params: dict = field(default_factory=dict)
+    drop_features: tuple[str, ...] = ()  # model inputs left out (feature ablations)
 
     def __post_init__(self):
         check_model(self.unsupervised_model, UNSUPERVISED_MODEL_SETTING)
@@ -165,9 +189,9 @@ def _category_codes(train: pl.DataFrame, df: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
-def _matrix(train: pl.DataFrame, df: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
-    cats = _category_codes(train, df)
-    nums = df.select([pl.col(c).cast(pl.Float64) for c in NUMERIC])
+def _matrix(train: pl.DataFrame, df: pl.DataFrame, drop: tuple[str, ...] = ()) -> tuple[np.ndarray, list[str]]:
+    cats = _category_codes(train, df).drop([c for c in drop if c in CATEGORICAL])
+    nums = df.select([pl.col(c).cast(pl.Float64) for c in NUMERIC if c not in drop])
     X = pl.concat([nums, cats], how="horizontal")
     return X.to_numpy().astype(np.float64), list(X.columns)
 
@@ -176,18 +200,19 @@ def fit_supervised(train: pl.DataFrame, opts: ModelOptions):
     """LightGBM on the labelled training lines (deterministic: fixed seed, threads and column order)."""
     import lightgbm as lgb  # imported when a model is trained: every command would pay its import
 
-    X, names = _matrix(train, train)
+    X, names = _matrix(train, train, opts.drop_features)
     y = train.get_column("label").to_numpy()
     params = {**DEFAULT_LGBM, **opts.lgbm_params}
     model = lgb.LGBMClassifier(**params, random_state=opts.seed, n_jobs=1, deterministic=True,
                                force_row_wise=True, verbose=-1)
-    model.fit(X, y, feature_name=names, categorical_feature=list(CATEGORICAL))
+    model.fit(X, y, feature_name=names, categorical_feature=[c for c in CATEGORICAL if c in names])
     return model
 
 
-def predict_supervised(model, train: pl.DataFrame, df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def predict_supervised(model, train: pl.DataFrame, df: pl.DataFrame, drop: tuple[str, ...] = ()
+                       ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Probabilities and per-feature contributions (log-odds, SHAP-style) for `df`."""
-    X, names = _matrix(train, df)
+    X, names = _matrix(train, df, drop)
     proba = model.booster_.predict(X)
     contrib = model.booster_.predict(X, pred_contrib=True)[:, :-1]
     return proba, contrib, names
@@ -312,7 +337,7 @@ def score_months(feats: pl.DataFrame, months, opts: ModelOptions, label_cutoff=N
             key = (labelled.height, n_pos, str(labelled.get_column("period").max()))
             if key not in cache:
                 cache = {key: fit_supervised(labelled, opts)}
-            proba, contrib, names = predict_supervised(cache[key], labelled, cur)
+            proba, contrib, names = predict_supervised(cache[key], labelled, cur, opts.drop_features)
             score, reasons, method = proba, reasons_from(cur, contrib, names, opts.n_reasons), "lightgbm"
         else:
             score, method = u_score, opts.unsupervised_model
