@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from detector.errors import ConfigError
+from detector.tomlfile import read_toml
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,7 @@ def load_settings(path: str | Path | None, specs: dict) -> Settings:
     if path is None:
         return settings
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such settings file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "settings")
     unknown = set(data) - {"detectors", "fdr"}
     if unknown:
         raise ConfigError(f"{path}: unknown section '{sorted(unknown)[0]}' (known: detectors, fdr)")

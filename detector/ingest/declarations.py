@@ -11,7 +11,6 @@ go to `rejects` with the reason, the rest replace earlier lines with the same de
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from detector.errors import ConfigError, InputError
 from detector.ingest.common import LoadSummary, load_files
 from detector.ingest.rejects import record_rejects
 from detector.ingest.staging import stage_csv
+from detector.tomlfile import read_toml
 from detector.warehouse import Warehouse
 
 DEFAULT_MAPPING = "kcs.toml"
@@ -94,36 +94,41 @@ def _str_list(where: str, key: str, value) -> tuple[str, ...]:
     return tuple(value)
 
 
-def read_mapping(path: str | Path | None = None) -> Mapping:
-    """Parse and validate a mapping TOML; unknown keys are a ConfigError naming the key."""
-    path = Path(path) if path else default_mapping_path()
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such mapping file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+def mapped_columns(path: Path, top_keys, column_fields, required,
+                   source_doc: str) -> tuple[str, dict, dict[str, str | tuple[str, ...]]]:
+    """A declarations-style mapping file read and checked: its top keys, its `source`, and its
+    [columns] table (target field = source column; declaration_id may join several). Returns the
+    file's name for messages, the parsed file and the columns."""
+    data = read_toml(path, "mapping")
     where = str(path)
     for key in data:
-        if key not in TOP_KEYS:
-            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(TOP_KEYS))})")
+        if key not in top_keys:
+            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(top_keys))})")
     if "source" not in data:
-        raise ConfigError(f"{where}: missing key 'source' (a short name stored with every line)")
+        raise ConfigError(f"{where}: missing key 'source' ({source_doc})")
     columns_raw = data.get("columns")
     if not isinstance(columns_raw, dict):
         raise ConfigError(f"{where}: missing table [columns] (target field = source column)")
     columns: dict[str, str | tuple[str, ...]] = {}
     for key, value in columns_raw.items():
-        if key not in COLUMN_FIELDS:
-            raise ConfigError(f"{where}: unknown key '{key}' in [columns] (known: {', '.join(COLUMN_FIELDS)})")
+        if key not in column_fields:
+            raise ConfigError(f"{where}: unknown key '{key}' in [columns] (known: {', '.join(column_fields)})")
         names = _str_list(where, f"columns.{key}", value)
         if len(names) > 1 and key != "declaration_id":
             raise ConfigError(f"{where}: key 'columns.{key}' takes one source column (only declaration_id "
                               "may join several)")
         columns[key] = names if len(names) > 1 else names[0]
-    for key in REQUIRED_FIELDS:
+    for key in required:
         if key not in columns:
             raise ConfigError(f"{where}: [columns] must map '{key}'")
+    return where, data, columns
+
+
+def read_mapping(path: str | Path | None = None) -> Mapping:
+    """Parse and validate a mapping TOML; unknown keys are a ConfigError naming the key."""
+    path = Path(path) if path else default_mapping_path()
+    where, data, columns = mapped_columns(path, TOP_KEYS, COLUMN_FIELDS, REQUIRED_FIELDS,
+                                          "a short name stored with every line")
     extra = data.get("extra", {})
     if not isinstance(extra, dict):
         raise ConfigError(f"{where}: key 'extra' must be a table (name = source column)")

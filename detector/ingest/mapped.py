@@ -19,7 +19,6 @@ is checked: an unknown key or a value of the wrong type is a ConfigError naming 
 from __future__ import annotations
 
 import functools
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from detector.ingest.fx import load_eur_usd
 from detector.ingest.sql import MEASURE_CHECKS_SQL, hs_fixed_sql, hs_restored_sql, hs_revision_sql
 from detector.ingest.staging import stage_csv, stage_parquet
 from detector.ingest.writing import finish_flows
+from detector.tomlfile import read_toml
 from detector.warehouse import Warehouse
 
 FIELDS = ["reporter", "partner", "partner2", "flow", "hs_code", "period", "year", "month", "value",
@@ -79,12 +79,7 @@ def _check_table(where: str, table: Any, schema: dict, path: Path) -> dict:
 def read_mapping(path: str | Path) -> dict:
     """Parse and validate a mapping file; returns it with defaults filled in."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such mapping file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path, "mapping")
     for key, value in raw.items():
         if key in TABLES:
             continue

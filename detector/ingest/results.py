@@ -16,7 +16,6 @@ for the same line replaces the earlier one (counted as replaced). Mapping keys: 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import duckdb
 
 from detector.errors import ConfigError, InputError
 from detector.ingest.common import LoadSummary, load_files
-from detector.ingest.declarations import _col, _expect, _lit, _q, _stage, _str_list
+from detector.ingest.declarations import _col, _expect, _lit, _q, _stage, _str_list, mapped_columns
 from detector.ingest.rejects import record_rejects
 from detector.warehouse import Warehouse
 
@@ -53,33 +52,8 @@ def default_mapping_path() -> Path:
 def read_results_mapping(path: str | Path | None = None) -> ResultsMapping:
     """Parse and validate a results mapping TOML; unknown keys are a ConfigError naming the key."""
     path = Path(path) if path else default_mapping_path()
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such mapping file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    where = str(path)
-    for key in data:
-        if key not in TOP_KEYS:
-            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(TOP_KEYS))})")
-    if "source" not in data:
-        raise ConfigError(f"{where}: missing key 'source' (the declarations source the results belong to)")
-    columns_raw = data.get("columns")
-    if not isinstance(columns_raw, dict):
-        raise ConfigError(f"{where}: missing table [columns] (target field = source column)")
-    columns: dict[str, str | tuple[str, ...]] = {}
-    for key, value in columns_raw.items():
-        if key not in COLUMN_FIELDS:
-            raise ConfigError(f"{where}: unknown key '{key}' in [columns] (known: {', '.join(COLUMN_FIELDS)})")
-        names = _str_list(where, f"columns.{key}", value)
-        if len(names) > 1 and key != "declaration_id":
-            raise ConfigError(f"{where}: key 'columns.{key}' takes one source column (only declaration_id "
-                              "may join several)")
-        columns[key] = names if len(names) > 1 else names[0]
-    for key in REQUIRED_FIELDS:
-        if key not in columns:
-            raise ConfigError(f"{where}: [columns] must map '{key}'")
+    where, data, columns = mapped_columns(path, TOP_KEYS, COLUMN_FIELDS, REQUIRED_FIELDS,
+                                          "the declarations source the results belong to")
     outcomes_raw = data.get("outcomes", {})
     if not isinstance(outcomes_raw, dict):
         raise ConfigError(f"{where}: key 'outcomes' must be a table (outcome code = 0 or 1)")
