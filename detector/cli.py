@@ -12,6 +12,7 @@ import click
 import detector
 from detector.errors import DetectorError
 from detector.ingest.sources import SOURCES, Source
+from detector.monthly.progress import TerminalBars
 from detector.options import db_option, debug_option, detector_option, monthly_options, window_options
 
 
@@ -115,7 +116,7 @@ def _print_summaries(summaries, quiet: bool = False, seconds: float | None = Non
                    f"{sum(s.rows_rejected for s in summaries):,} in {seconds:.1f}s ({read / max(seconds, 1e-9):,.0f} rows/s)")
 
 
-class _IngestProgress:
+class _IngestProgress(TerminalBars):
     """Files done, rows and rate on stderr (rich) for a batch loaded from a terminal; else nothing."""
 
     def __init__(self, total: int, enabled: bool):
@@ -129,15 +130,6 @@ class _IngestProgress:
                                 TextColumn("{task.fields[rows]:,} rows, {task.fields[rate]:,.0f} rows/s"),
                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
             self.task = self.bar.add_task("loading", total=total, rows=0, rate=0.0)
-
-    def __enter__(self):
-        if self.bar:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.stop()
 
     def __call__(self, summary) -> None:
         if self.bar:

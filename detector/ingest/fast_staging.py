@@ -151,14 +151,7 @@ def _clean_batches(path: Path, header: list[str], chosen: list[str], delimiter: 
     width = len(header)  # (one column: a blank line has the right delimiter count, 0)
     if width < 2:
         raise _NotClean
-    options = dict(
-        read_options=pa_csv.ReadOptions(column_names=header),
-        parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False,
-                                          newlines_in_values=False, ignore_empty_lines=False),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={c: pa.string() for c in chosen}, include_columns=chosen,
-            strings_can_be_null=True, null_values=[""], check_utf8=True),
-    )
+    options = _arrow_text_options(header, chosen, delimiter)
     with open(path, "rb") as fh:
         first = fh.readline(_MAX_LINE + 1)
         crlf = first.endswith(b"\r\n")
@@ -188,6 +181,22 @@ def _clean_batches(path: Path, header: list[str], chosen: list[str], delimiter: 
             row_no += lines
 
 
+def _arrow_text_options(header: list[str], chosen: list[str], delimiter: str) -> dict:
+    """The Arrow CSV reader's options for a clean file: the `chosen` columns as text, no quoting,
+    no line in a value, no blank line skipped, empty = NULL, UTF-8 checked."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    return dict(
+        read_options=pa_csv.ReadOptions(column_names=header),
+        parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False,
+                                          newlines_in_values=False, ignore_empty_lines=False),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={c: pa.string() for c in chosen}, include_columns=chosen,
+            strings_can_be_null=True, null_values=[""], check_utf8=True),
+    )
+
+
 def clean_batches_of_files(paths: list[Path], header: list[str], chosen: list[str], delimiter: str, lines: list[int]):
     """`_clean_batches` over a group of plain utf-8 files of one header line, as if they were one
     file: Arrow tables of the `chosen` text columns + row_no (numbering the group's rows) + file_idx
@@ -201,14 +210,7 @@ def clean_batches_of_files(paths: list[Path], header: list[str], chosen: list[st
     width = len(header)
     if width < 2:
         raise _NotClean
-    options = dict(
-        read_options=pa_csv.ReadOptions(column_names=header),
-        parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False,
-                                          newlines_in_values=False, ignore_empty_lines=False),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={c: pa.string() for c in chosen}, include_columns=chosen,
-            strings_can_be_null=True, null_values=[""], check_utf8=True),
-    )
+    options = _arrow_text_options(header, chosen, delimiter)
     sep = delimiter.encode()
     first_line = None
     crlf = False

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 
-class Progress:
-    """rich progress bars on stderr, or nothing."""
+class TerminalBars:
+    """A rich progress display on stderr (`bar`, set by subclasses when enabled), or nothing; a
+    context manager that starts and stops it."""
 
-    def __init__(self, enabled: bool):
-        self.bar = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-
-            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                MofNCompleteColumn(), console=Console(stderr=True), transient=True)
+    bar = None
 
     def __enter__(self):
         if self.bar:
@@ -23,6 +17,19 @@ class Progress:
     def __exit__(self, *exc):
         if self.bar:
             self.bar.stop()
+
+
+class Progress(TerminalBars):
+    """rich progress bars on stderr for the monthly job's steps, or nothing."""
+
+    def __init__(self, enabled: bool):
+        self.bar = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                MofNCompleteColumn(), console=Console(stderr=True), transient=True)
 
     def task(self, description: str, total: int | None):
         return self.bar.add_task(description, total=total) if self.bar else None
