@@ -33,6 +33,7 @@ import polars as pl
 
 from detector import scoring
 from detector.errors import InputError
+from detector.userfiles import read_small_csv
 
 CASE_COLUMNS = ["id", "label", "kind", "origin", "via", "destination", "hs_codes", "start", "end"]
 CSV_REQUIRED = ["origin", "via", "destination", "hs_prefix", "start", "end"]
@@ -83,15 +84,7 @@ def load_cases(path) -> pl.DataFrame:
                 "end": _month(it["end"], path, None, f"case #{k + 1} end"),
             })
     else:
-        try:
-            df = pl.read_csv(path, infer_schema=False)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is a bad input file
-            raise InputError(path, f"cannot read as CSV: {exc}") from None
-        df = df.rename({c: c.strip().lower() for c in df.columns})
-        missing = [c for c in CSV_REQUIRED if c not in df.columns]
-        if missing:
-            raise InputError(path, f"missing column(s) {', '.join(missing)}; expected {','.join(CSV_REQUIRED)}"
-                                   f"[,label,kind,id]", 1)
+        df = read_small_csv(path, CSV_REQUIRED, f"{','.join(CSV_REQUIRED)}[,label,kind,id]")
         for k, it in enumerate(df.iter_rows(named=True)):   # a case file has a handful of rows
             line = k + 2
             codes = [c.strip() for c in (it["hs_prefix"] or "").split(";") if c.strip()]

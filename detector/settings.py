@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from detector.errors import ConfigError
-from detector.tomlfile import read_toml
+from detector.userfiles import read_toml
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import polars as pl
 
 from detector.errors import DetectorError, InputError
 from detector.scoring import LEAD_GAP_MONTHS, LEAD_STRENGTH_SQL, SHIPPER_SQL, STORY_SQL
+from detector.userfiles import read_small_csv
 
 VERDICTS = ("confirmed", "dismissed", "watch")
 FILE_COLUMNS = ("lead_id", "verdict", "note")  # required; `by` and `until` optional
@@ -100,14 +101,7 @@ def read_verdict_file(path) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    try:
-        df = pl.read_csv(path, infer_schema=False)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad input file
-        raise InputError(path, f"cannot read as CSV: {str(exc).splitlines()[0]}") from None
-    df = df.rename({c: c.strip().lower() for c in df.columns})
-    missing = [c for c in FILE_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(path, f"missing column(s) {', '.join(missing)}; expected lead_id,verdict,note[,by][,until]", 1)
+    df = read_small_csv(path, FILE_COLUMNS, "lead_id,verdict,note[,by][,until]")
     unknown = [c for c in df.columns if c not in (*FILE_COLUMNS, "by", "until")]
     if unknown:
         raise InputError(path, f"unknown column(s) {', '.join(unknown)}; expected lead_id,verdict,note[,by][,until]", 1)

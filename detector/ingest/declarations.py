@@ -20,7 +20,7 @@ from detector.errors import ConfigError, InputError
 from detector.ingest.common import LoadSummary, load_files
 from detector.ingest.rejects import record_rejects
 from detector.ingest.staging import stage_csv
-from detector.tomlfile import read_toml
+from detector.userfiles import read_toml
 from detector.warehouse import Warehouse
 
 DEFAULT_MAPPING = "kcs.toml"

@@ -30,7 +30,7 @@ from detector.ingest.fx import load_eur_usd
 from detector.ingest.sql import MEASURE_CHECKS_SQL, hs_fixed_sql, hs_restored_sql, hs_revision_sql
 from detector.ingest.staging import stage_csv, stage_parquet
 from detector.ingest.writing import finish_flows
-from detector.tomlfile import read_toml
+from detector.userfiles import read_toml
 from detector.warehouse import Warehouse
 
 FIELDS = ["reporter", "partner", "partner2", "flow", "hs_code", "period", "year", "month", "value",
