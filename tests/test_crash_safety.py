@@ -126,6 +126,27 @@ def test_killed_run_keeps_previous_alerts_or_the_complete_new_ones(world_db):
     assert by_run == {runs_after[-1][0]: sum(json.loads(runs_after[-1][1]).values())}
 
 
+def test_a_killed_run_loses_no_verdict(world_db, tmp_path):
+    """Verdicts are their own transactions in an append-only table: a run killed at any point
+    (it rewrites the window's alerts and leads) leaves every verdict as it was."""
+    subprocess.run(cli(world_db, *RUN_ARGS), check=True, capture_output=True, cwd=ROOT)
+    with Warehouse.open(world_db, read_only=True) as wh:
+        leads = [r[0] for r in wh.con.execute(
+            "SELECT lead_id FROM alerts GROUP BY lead_id ORDER BY max(lead_score) DESC, lead_id LIMIT 2").fetchall()]
+    assert len(leads) == 2
+    verdicts = tmp_path / "verdicts.csv"
+    verdicts.write_text(f"lead_id,verdict,note\n{leads[0]},confirmed,seen\n{leads[1]},dismissed,paperwork\n")
+    done = subprocess.run(cli(world_db, "review", "--file", str(verdicts)), capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    recorded = "SELECT count(*), string_agg(lead_id || ':' || verdict, ',' ORDER BY lead_id) FROM verdicts"
+    before = state(world_db, recorded)
+    assert before[0] == 2
+    full = timed(cli(world_db, *RUN_ARGS))
+    for fraction in FRACTIONS:
+        killed_after(cli(world_db, *RUN_ARGS), full * fraction)
+        assert state(world_db, recorded) == before
+
+
 def partitions_readable(out: Path) -> int:
     con = duckdb.connect()
     n = 0
