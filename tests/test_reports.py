@@ -15,11 +15,12 @@ import pytest
 from detector.errors import DetectorError
 from detector.reports import FORMATS, render_report
 from detector.reports.leads import ALERT_COLUMNS, LEAD_COLUMNS, ranked_leads
+from detector.reports.machine import VERDICT_COLUMNS
 from tests.conftest_reports import make_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIANGLE = "L-2025-01-282580-CHN-THA-USA"
-ALL_COLUMNS = ALERT_COLUMNS + LEAD_COLUMNS
+ALL_COLUMNS = ALERT_COLUMNS + LEAD_COLUMNS + list(VERDICT_COLUMNS)
 
 
 @pytest.fixture(scope="module")

@@ -244,11 +244,22 @@ def test_watch_is_marked_everywhere_and_confirmed_leads_are_cases(monthly, tmp_p
         out = _cli(db, "report", "--format", fmt, "--top", "5")
         assert out.exit_code == 0 and "WATCH since" in out.output and "by bo" in out.output, fmt
         assert "CONFIRMED on" in out.output, fmt
+    # The machine formats carry the verdict on every alert row of the lead, and nothing on the others.
+    import io
+    import json
+
+    rows = json.loads(_cli(db, "report", "--format", "json", "--top", "5").output)
+    said = {(r["lead_id"], r["verdict"], r["verdict_by"]) for r in rows if r["verdict"]}
+    assert said == {(top, "watch", "bo"), (second, "confirmed", "cy")}
+    assert all(r["verdict_at"].startswith("20") for r in rows if r["verdict"])
+    assert any(r["verdict"] is None for r in rows)
+    table = pl.read_csv(io.StringIO(_cli(db, "report", "--format", "csv", "--top", "5").output))
+    assert set(table.filter(pl.col("verdict").is_not_null())
+               .select("lead_id", "verdict", "verdict_note").unique().iter_rows()) == {
+        (top, "watch", "new trader"), (second, "confirmed", "seized")}
     # detector evaluate takes the confirmed verdict as a case without a file.
     result = _cli(db, "evaluate", "--format", "json", "--top", "5")
     assert result.exit_code == 0, result.output
-    import json
-
     scores = json.loads(result.output)
     assert scores["cases_total"] == 1 and scores["cases_found"] == 1
     assert scores["cases"][0]["id"] == f"verdict-{second}" and scores["cases"][0]["rank"] == 2
