@@ -7,7 +7,8 @@ The Comtrade-format CSV (about 5,000 HS6 codes with the watchlist's, about 200 e
 months, sparse Zipf-like corridors reported by both sides, plus the World total of each reporter,
 flow, code and month, about a fifth of the rows) is generated once per size into bench/data/ and
 reused. Each step runs the CLI in a child process, timed as a whole, with that child's peak RSS.
-After the ingest, the floor under it is measured too (see ingest_floor).
+After the ingest, the floor under it is measured too (see ingest_floor); the run alternates with
+the floor under it, a plain DuckDB query of the same statistic (see run_floor).
 """
 
 from __future__ import annotations
@@ -224,6 +225,62 @@ def ingest_floor(csv_path: Path, db: Path) -> None:
     shutil.rmtree(f"{target}.tmp", ignore_errors=True)
 
 
+# ----------------------------------------------------------------------------- the run floor
+RUN_STEP = "run --all-codes"
+FLOOR_RUN = "floor: DuckDB 12-month trailing median/MAD z per series"
+FLOOR_RUN_ROWS = "floor: the same over the last 12 reported months (ROWS frame)"
+
+# The least a run over every code pays: the robust z of each month's log value against the 12
+# months before it, per (reporter, partner, flow, code) series of the flows the run reads (the
+# preferred source's monthly rows), as one plain DuckDB query. {frame}: calendar months (the
+# run's own statistic) or the last 12 reported rows (cheaper, not the same months on gappy series).
+RUN_FLOOR_SQL = """
+WITH series AS (
+    SELECT reporter, partner, flow, hs_code, period, ln(1 + value_usd) AS lv
+    FROM flows_preferred
+    WHERE freq = 'M' AND flow IN ('M', 'X')
+),
+stats AS (
+    SELECT lv, median(lv) OVER w12 AS lv_med, mad(lv) OVER w12 AS lv_mad
+    FROM series
+    WINDOW w12 AS (PARTITION BY reporter, partner, flow, hs_code ORDER BY period {frame})
+)
+SELECT count(*) AS months, count(lv_med) AS scored,
+       count(*) FILTER (WHERE abs((lv - lv_med) / (1.4826 * greatest(lv_mad, 0.15))) >= 3) AS flagged
+FROM stats
+"""
+RUN_FLOOR_FRAMES = {
+    "months": "RANGE BETWEEN INTERVAL 12 MONTH PRECEDING AND INTERVAL 1 MONTH PRECEDING",
+    "rows": "ROWS BETWEEN 12 PRECEDING AND 1 PRECEDING",
+}
+
+
+def run_floor(db: Path, frame: str) -> None:
+    """RUN_FLOOR_SQL over a loaded warehouse (read only), in this process: the parent times the
+    whole process, as it times `detector run`. Prints `floor=seconds` (the query alone)."""
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        started = time.perf_counter()
+        months, scored, flagged = con.sql(RUN_FLOOR_SQL.format(frame=RUN_FLOOR_FRAMES[frame])).fetchall()[0]
+    print(f"floor={time.perf_counter() - started:.3f} months={months} scored={scored} flagged={flagged}")
+
+
+def bench_run(db: Path, rows: int, repeat: int, done) -> None:
+    """`detector run --all-codes` and the floors under it, alternated run by run so that the load
+    of a shared machine falls on all of them alike."""
+    steps = {RUN_STEP: lambda: detector_cmd(db, "run", "--all-codes"),
+             FLOOR_RUN: lambda: [sys.executable, str(Path(__file__).resolve()), "--run-floor", str(db), "months"],
+             FLOOR_RUN_ROWS: lambda: [sys.executable, str(Path(__file__).resolve()), "--run-floor", str(db), "rows"]}
+    runs = {label: [] for label in steps}
+    for _ in range(repeat):
+        for label, make_cmd in steps.items():
+            runs[label].append(measure(label, make_cmd, 1))
+    for label, measured in runs.items():
+        done({"step": label, "seconds": median(r["seconds"] for r in measured), "runs": repeat,
+              "peak": max(r["peak"] for r in measured), "output": measured[-1]["output"], "rows": rows})
+
+
 def split_world(csv_path: Path) -> list[Path]:
     """The world file split as a download comes, one file per reporter and year (about 600 files),
     written once into a folder beside it and reused; the files in name order."""
@@ -338,7 +395,7 @@ def bench_scale(rows: int, repeat: int, work: Path, data: Path, pandas: bool, do
 
     print(f"{n:,} rows ({csv_path.stat().st_size / 1e6:,.0f} MB)", flush=True)
     steps = [("ingest comtrade", lambda: detector_cmd(db, "ingest", "comtrade", str(csv_path)), repeat, fresh),
-             ("run --all-codes", lambda: detector_cmd(db, "run", "--all-codes"), repeat, None),
+             (RUN_STEP, None, repeat, None),
              ("report (html)", lambda: detector_cmd(db, "report", "--format", "html", "--output",
                                                     str(work / "report.html")), repeat, None),
              ("export", lambda: detector_cmd(db, "export", "--out", str(work / "export")), repeat, None)]
@@ -346,6 +403,9 @@ def bench_scale(rows: int, repeat: int, work: Path, data: Path, pandas: bool, do
         steps.append(("pandas peer (median/MAD z)", lambda: [
             sys.executable, str(Path(__file__).resolve()), "--pandas-peer", str(csv_path)], 1, None))
     for label, make_cmd, runs, before in steps:
+        if label == RUN_STEP:
+            bench_run(db, n, runs, done)
+            continue
         done({**measure(label, make_cmd, runs, before), "rows": n})
         if label == "ingest comtrade":  # the warehouse now holds the load's valid rows
             _, peak, out = run_child([sys.executable, str(Path(__file__).resolve()), "--ingest-floor", str(csv_path),
@@ -371,11 +431,17 @@ def summary(results: list[dict]) -> list[str]:
     for n in sizes:
         ingest, run = by.get((n, "ingest comtrade")), by.get((n, "run --all-codes"))
         peer = by.get((n, "pandas peer (median/MAD z)"))
-        if not (ingest and run):
+        if not run:
             continue
-        parts = [f"{n:,} rows: ingest {ingest['seconds']:.1f} s ({n / ingest['seconds'] / 1e6:.2f}M rows/s)",
+        parts = [f"{n:,} rows: ingest {ingest['seconds']:.1f} s ({n / ingest['seconds'] / 1e6:.2f}M rows/s)"
+                 if ingest else f"{n:,} rows",
                  f"run of every detector over every code {run['seconds']:.1f} s (peak RSS "
                  f"{run['peak'] / 2**30:.1f} GiB)"]
+        for floor_step in (FLOOR_RUN, FLOOR_RUN_ROWS):
+            floor = by.get((n, floor_step))
+            if floor:
+                parts.append(f"run --all-codes / {floor_step.removeprefix('floor: ')} {floor['seconds']:.1f} s = "
+                             f"{run['seconds'] / floor['seconds']:.2f}x")
         if peer:
             parts.append(f"plain pandas median/MAD baseline alone {peer['seconds']:.0f} s "
                          f"({peer['seconds'] / run['seconds']:.1f}x the whole run)")
@@ -396,6 +462,7 @@ TARGET_PEAK_BYTES = 4 * 10**9
 TARGET_GROWTH = 4.5
 TARGET_PEER_SPEEDUP = 10.0
 TARGET_FLOOR_SHARE = 0.8  # ingest speed as a share of DuckDB's typed read_csv of the same files
+TARGET_RUN_FLOOR = 1.5  # run --all-codes seconds / the floor's (a plain DuckDB median/MAD z per series)
 
 
 def floor_ratios(results: list[dict]) -> list[str]:
@@ -411,6 +478,15 @@ def floor_ratios(results: list[dict]) -> list[str]:
             status = "met" if share >= TARGET_FLOOR_SHARE else f"missed: {TARGET_FLOOR_SHARE / share:.2f}x too slow"
             rows.append(f"| {ingest['step']} >= {TARGET_FLOOR_SHARE}x its floor ({n:,} rows) | "
                         f"{ingest['seconds']:.1f} s vs {floor['seconds']:.1f} s = {share:.2f}x | {status} |")
+        run = next((r for r in results if r["rows"] == n and r["step"] == RUN_STEP), None)
+        for floor_step in (FLOOR_RUN, FLOOR_RUN_ROWS):
+            floor = next((r for r in results if r["rows"] == n and r["step"] == floor_step), None)
+            if not (run and floor):
+                continue
+            ratio = run["seconds"] / floor["seconds"]
+            status = "met" if ratio <= TARGET_RUN_FLOOR else f"missed: {ratio / TARGET_RUN_FLOOR:.2f}x too slow"
+            rows.append(f"| run --all-codes / {floor_step} <= {TARGET_RUN_FLOOR}x ({n:,} rows) | "
+                        f"{run['seconds']:.1f} s vs {floor['seconds']:.1f} s = {ratio:.2f}x | {status} |")
     return rows
 
 
@@ -484,13 +560,30 @@ def write_results(path: Path, results: list[dict], repeat: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines))
         return
+    if all(r["step"] in (RUN_STEP, FLOOR_RUN, FLOOR_RUN_ROWS) for r in results):
+        lines = ["# Benchmark results: run --all-codes against its floor", "",
+                 "Generated by `python bench/run.py --run-only DB`: `detector run --all-codes` over a loaded",
+                 "warehouse and the floors under it (`run_floor`: one plain DuckDB query, the robust z of each",
+                 "month's log value against the 12 months before it per reporter, partner, flow and code, over",
+                 "the flows the run reads), each in its own process, timed whole, alternated run by run.", "",
+                 "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
+                 f"Runs per step: {repeat} (median).", "", *table(results), "",
+                 "## Summary", "", *summary(results), "", "## Against the targets", "", *targets(results), ""]
+        for r in results:
+            if r["step"] == RUN_STEP:
+                lines += ["Last run's own account:", "", "```", *r["output"].splitlines(), "```", ""]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines))
+        return
     lines = ["# Benchmark results", "",
              "Generated by `make bench` (`bench/run.py`): a world-scale Comtrade-format CSV (about 5,000 HS6",
              "codes, 200 economies, 36 months, Zipf-like corridors reported by both sides, a fifth of the rows",
              "World totals), then each step in its own process, timed whole, with that process's peak RSS.",
              "The two `floor` rows are not steps of the product: the file read alone by Polars (the",
              "loader's columns, as text) and the load's valid rows stored alone in an empty warehouse's",
-             "`flows` (from memory), the least any validated load into DuckDB pays.", "",
+             "`flows` (from memory), the least any validated load into DuckDB pays. The run's `floor` rows: one",
+             "plain DuckDB query of the robust z of each month's log value against the 12 months before it, per",
+             "reporter, partner, flow and code, over the flows the run reads (`run_floor`), alternated with the run.", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
              f"Runs per step: {repeat} (median); the pandas peer runs once.", "", *table(results), "",
              "## Summary", "", *summary(results), "",
@@ -502,6 +595,23 @@ def write_results(path: Path, results: list[dict], repeat: int) -> None:
             lines += [f"{r['rows']:,} rows:", "", "```", *r["output"].splitlines(), "```", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
+
+
+def bench_run_only(db: Path, repeat: int, out: Path) -> None:
+    """The run and its floors over a warehouse loaded before (a copy: the run writes its alerts)."""
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.sql("SELECT sum(rows_read) FROM loads WHERE source = 'comtrade'").fetchall()[0][0] or 0
+    results = []
+
+    def done(result: dict) -> None:
+        results.append(result)
+        write_results(out, results, repeat)
+
+    bench_run(db, int(rows), repeat, done)
+    print("\n".join(table(results) + [""] + summary(results) + [""] + targets(results)))
+    print(f"results written to {out}")
 
 
 def main(argv=None) -> None:
@@ -522,8 +632,15 @@ def main(argv=None) -> None:
                          "each against DuckDB's typed read_csv of the same files (writes --out, default "
                          "bench/results_ingest.md)")
     ap.add_argument("--read-csv-floor", nargs="+", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--run-floor", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--run-only", type=Path, metavar="DB",
+                    help="only the run and its floors, alternated, over an already loaded warehouse "
+                         "(writes --out, default bench/results_run.md)")
     args = ap.parse_args(argv)
-    args.out = args.out or ROOT / "bench" / ("results_ingest.md" if args.ingest_only else "results.md")
+    args.out = args.out or ROOT / "bench" / ("results_ingest.md" if args.ingest_only else
+                                             "results_run.md" if args.run_only else "results.md")
+    if args.run_floor:
+        return run_floor(Path(args.run_floor[0]), args.run_floor[1])
     if args.read_csv_floor:
         return read_csv_floor(args.read_csv_floor[1:], args.read_csv_floor[0])
     if args.ingest_floor:
@@ -532,6 +649,8 @@ def main(argv=None) -> None:
         return pandas_peer(args.pandas_peer)
     if args.generate:
         return generate(args.generate, args.data)
+    if args.run_only:
+        return bench_run_only(args.run_only, args.repeat, args.out)
     scales = ([int(x) for x in args.scales.split(",")] if args.scales
               else sorted({min(5_000_000, args.rows), args.rows}))
     work = args.work or Path(tempfile.mkdtemp(prefix="detector-bench-"))

@@ -25,7 +25,23 @@ def pyod_model(name: str, seed: int, setting: str):
         return IForest(n_estimators=200, random_state=seed, n_jobs=1)
     from pyod.models.ecod import ECOD
 
+    _cache_ecdf_kernel()
     return ECOD()
+
+
+def _cache_ecdf_kernel() -> None:
+    """ECOD's Numba kernel (PyOD compiles it on first use in every process, about a second of
+    CPU): compiled once and kept in Numba's cache, as the package's own kernels are."""
+    from pyod.utils import stat_models
+
+    kernel = getattr(stat_models, "ecdf_terminate_equals_inplace", None)
+    if kernel is None or not hasattr(kernel, "enable_caching") or getattr(kernel, "_detector_cached", False):
+        return
+    try:
+        kernel.enable_caching()
+    except RuntimeError:  # no writable cache folder: compiled in this process, as before
+        pass
+    kernel._detector_cached = True
 
 
 def tail_share(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:

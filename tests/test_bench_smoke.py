@@ -18,8 +18,11 @@ def test_bench_runs_every_step_and_writes_its_table(tmp_path):
     assert done.returncode == 0, done.stderr
     text = out.read_text()
     for step in ("ingest comtrade", "floor: Polars read", "floor: insert of the valid rows", "run --all-codes",
-                 "report (html)", "export", "pandas peer"):
+                 "floor: DuckDB 12-month trailing median/MAD z per series",
+                 "floor: the same over the last 12 reported months", "report (html)", "export", "pandas peer"):
         assert f"| {step}" in text, step
+    # the run against its floor, in the targets
+    assert "| run --all-codes / floor: DuckDB 12-month trailing median/MAD z per series <= 1.5x" in text
     assert "(the floor under it: reading the file alone + storing its valid rows alone)" in text
     assert "Machine: CPU" in text and "duckdb" in text
     generated = next((tmp_path / "data").glob("comtrade_world_*.csv"))

@@ -12,7 +12,6 @@ from pathlib import Path
 import polars as pl
 
 from detector import baselines as baselines_module
-from detector.engine.partitions import assign_buckets, partition_codes
 from detector.engine.task import FLOW_COLUMNS, PartitionResult, detect_partition, run_partition
 from detector.scope import Scope
 from detector.settings import Settings
@@ -66,6 +65,8 @@ def detect_with_workers(wh, scope: Scope, names: list[str], settings: Settings, 
                         extra_pairs: tuple[str, ...] = ()) -> list[PartitionResult]:
     """The partitioned engine on `workers` local processes: the flows of each task's partitions
     are written as Parquet once, then every task builds its baselines and runs the detectors."""
+    from detector.engine.partitions import assign_buckets, partition_codes  # SciPy: only the partitioned engine
+
     folder = wh.scratch() / "partitions"
     shutil.rmtree(folder, ignore_errors=True)
     params = {"lo": scope.lo, "hi": scope.window.end}
