@@ -118,7 +118,8 @@ def run_detectors(wh: Warehouse, window: Window | None = None, names: list[str] 
     # (here, where every engine's alerts meet, so that all three keep the same ones).
     raw = pl.concat([found.get(spec.name, empty_output()) for spec in chosen], how="vertical_relaxed")
     tested = {spec.name: spec.tests for spec in chosen if spec.partitioned}
-    kept_now = scoring.control_fdr(raw, tests, tested, settings.fdr.rate, settings.fdr.watched_weight)
+    kept_now = scoring.control_fdr(raw, tests, tested, settings.fdr.rate, settings.fdr.watched_weight,
+                                  settings.fdr.keep_watched)
     result.fdr_rate = settings.fdr.rate
     by_name = {name: frame for (name,), frame in kept_now.partition_by("detector", as_dict=True).items()}
     frames = []

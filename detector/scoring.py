@@ -174,52 +174,97 @@ def with_ids_and_leads(alerts: pl.DataFrame, families: dict[str, str] | None = N
     return df.drop("_story", "_from", "_month", "_episode", "_first")
 
 
+# The empirical null of each detector's p-values (Efron 2004, fitted on the share of tests beyond
+# reference levels rather than the centre, since only the alerts' tail leaves the engines): the
+# theoretical p as a normal score z_eq, whose null is taken as N(0, scale^2). At each level a of
+# NULL_LEVELS the month's share s_a of the detector's tests with p <= a gives the scale at which
+# that share is right, isf(a) / isf(s_a); the scale is the largest of them (at least 1) over the
+# levels at least NULL_MIN_TESTS tests reach: far more than a month's real cases, so the fit is the
+# null's tail, not the discoveries. Heavy tails show as a scale rising with depth; the largest
+# makes the deepest well-filled level right and the shallower ones conservative.
+NULL_LEVELS = (0.05, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
+NULL_MIN_TESTS = 10
+
+
+def _normal_isf(p: pl.Expr) -> pl.Expr:
+    """The standard normal score with upper tail p (exact for tiny p)."""
+    from scipy.special import ndtri
+
+    return p.map_batches(lambda s: pl.Series(-ndtri(s.to_numpy()), dtype=pl.Float64), return_dtype=pl.Float64)
+
+
+def _normal_sf(z: pl.Expr) -> pl.Expr:
+    from scipy.special import ndtr
+
+    return z.map_batches(lambda s: pl.Series(ndtr(-s.to_numpy()), dtype=pl.Float64), return_dtype=pl.Float64)
+
+
+def null_scales(alerts: pl.DataFrame, m: pl.DataFrame) -> pl.DataFrame:
+    """(detector, period, null_scale): each detector's empirical null scale per month (NULL_LEVELS).
+    `alerts`: detector, period, p_value (theoretical); `m`: detector, period, m (tests that month).
+    An alert is a test beyond every level its p-value passes: every test of a detector with a
+    p-value that small raised an alert (the detector's gates are part of its test)."""
+    levels = pl.DataFrame({"level": NULL_LEVELS})
+    beyond = (alerts.join(levels, how="cross").filter(pl.col("p_value") <= pl.col("level"))
+              .group_by("detector", "period", "level").agg(pl.len().alias("beyond"))
+              .join(m, on=["detector", "period"])
+              .with_columns((pl.col("beyond") / pl.col("m")).alias("share"))
+              .filter((pl.col("beyond") >= NULL_MIN_TESTS) & (pl.col("share") < 0.5)))
+    return (beyond.with_columns((_normal_isf(pl.col("level")) / _normal_isf(pl.col("share"))).alias("null_scale"))
+            .group_by("detector", "period").agg(pl.col("null_scale").max().clip(lower_bound=1.0)))
+
+
 def control_fdr(alerts: pl.DataFrame, tests: pl.DataFrame, tested: dict[str, str], rate: float,
-                watched_weight: float) -> pl.DataFrame:
+                watched_weight: float, keep_watched: bool = True) -> pl.DataFrame:
     """The alerts kept at a false discovery rate of `rate` per month, by weighted Benjamini-Hochberg
     over every test of the month (Genovese, Roeder & Wasserman 2006: p-values divided by weights
-    that average 1 over all tests keep the FDR guarantee).
+    that average 1 over all tests keep the FDR guarantee), on p-values calibrated to each
+    detector's empirical null that month (`null_scales`).
 
     `alerts`: detector output with `p_value` (NULL: not a test, always kept); `tests`: corridor-months
     tested per month (period, watched, n) over the whole run; `tested`: detector -> "scored" (it
     tests every scored corridor-month) or "watched" (the watched codes' ones). A month's tests are
     every detector's: watched-code tests weigh `watched_weight` times an unwatched code's, since the
-    watched commodities are where evasion is expected. p_value and the BH q-value (`fdr_q`) go
-    into the evidence JSON; the column is dropped."""
-    if alerts.height == 0:
+    watched commodities are where evasion is expected. The calibrated p_value, the null's scale and
+    the BH q-value (`fdr_q`) go into the evidence JSON; the column is dropped. `keep_watched`: the
+    watched codes' alerts are kept whatever their q-value (the watchlist is the analysts' own list
+    of suspicions; the rate governs the sweep over every other code). Rate 0: FDR off, every alert
+    kept as it came (no tests counted, nothing added to the evidence)."""
+    if alerts.height == 0 or rate <= 0:
         return alerts.drop("p_value", strict=False)
     per_month = tests.group_by("period", "watched").agg(pl.col("n").sum())
-    counts = []
-    for name, kind in tested.items():
-        scope = per_month if kind == "scored" else per_month.filter(pl.col("watched"))
-        counts.append(scope.with_columns(pl.lit(name).alias("detector")))
-    m = (pl.concat(counts).group_by("period").agg(
+    kinds = pl.DataFrame({"detector": list(tested), "kind": list(tested.values())}, schema={"detector": pl.String, "kind": pl.String})
+    by_detector = (kinds.join(per_month, how="cross").filter((pl.col("kind") == "scored") | pl.col("watched")))
+    m_d = by_detector.group_by("detector", "period").agg(pl.col("n").sum().alias("m"))
+    m = by_detector.group_by("period").agg(
         pl.col("n").filter(pl.col("watched")).sum().alias("m_watched"),
         pl.col("n").filter(~pl.col("watched")).sum().alias("m_other"))
-        if counts else pl.DataFrame(schema={"period": pl.Date, "m_watched": pl.Int64, "m_other": pl.Int64}))
     df = alerts.with_row_index("_row").join(m, on="period", how="left").with_columns(
         pl.col("m_watched").fill_null(0), pl.col("m_other").fill_null(0))
     tested_rows = pl.col("p_value").is_not_null() & pl.col("detector").is_in(list(tested))
+    scales = null_scales(df.filter(tested_rows).select("detector", "period", "p_value"), m_d)
     # weights average 1 over the month's tests
     unit = (pl.col("m_watched") + pl.col("m_other")) / (watched_weight * pl.col("m_watched") + pl.col("m_other"))
     weight = pl.when(pl.col("commodity").is_not_null()).then(watched_weight * unit).otherwise(unit)
     judged = (df.filter(tested_rows)
+              .join(scales, on=["detector", "period"], how="left")
+              .with_columns(pl.col("null_scale").fill_null(1.0))
+              .with_columns(pl.col("p_value").alias("p_theory"),
+                            _normal_sf(_normal_isf(pl.col("p_value")) / pl.col("null_scale")).alias("p_value"))
               .with_columns((pl.col("p_value") / weight).alias("_q"))
               .sort("period", "_q", "_row")
               .with_columns(pl.int_range(1, pl.len() + 1).over("period").alias("_rank"),
                             pl.max_horizontal(pl.col("m_watched") + pl.col("m_other"), pl.len().over("period"))
                             .cast(pl.Float64).alias("_m"))
               .with_columns((pl.col("_q") * pl.col("_m") / pl.col("_rank")).clip(upper_bound=1.0).alias("_bh"))
-              .with_columns(pl.col("_bh").reverse().cum_min().reverse().over("period").alias("fdr_q")))
-    if rate > 0:
-        judged = judged.filter(pl.col("fdr_q") <= rate)
-    kept = pl.concat([judged.select(*alerts.columns, "fdr_q"),
-                      df.filter(~tested_rows).select(*alerts.columns).with_columns(pl.lit(None, pl.Float64).alias("fdr_q"))],
-                     how="vertical_relaxed")
-    prefix = pl.concat_str([pl.lit('{"p_value":'), pl.col("p_value").cast(pl.String), pl.lit(',"fdr_q":'),
-                            pl.col("fdr_q").cast(pl.String)])
+              .with_columns(pl.col("_bh").reverse().cum_min().reverse().over("period").alias("fdr_q"))
+              .filter((pl.col("fdr_q") <= rate) | (pl.lit(keep_watched) & pl.col("commodity").is_not_null())))
+    prefix = pl.concat_str([pl.lit('{"p_value":'), pl.col("p_value").cast(pl.String),
+                            pl.lit(',"p_theory":'), pl.col("p_theory").cast(pl.String),
+                            pl.lit(',"null_scale":'), pl.col("null_scale").round(3).cast(pl.String),
+                            pl.lit(',"fdr_q":'), pl.col("fdr_q").cast(pl.String)])
     body = pl.col("evidence").str.strip_chars_start("{")
-    evidence = (pl.when(pl.col("p_value").is_null()).then(pl.col("evidence"))
-                .when(body == "}").then(pl.concat_str([prefix, pl.lit("}")]))
+    evidence = (pl.when(body == "}").then(pl.concat_str([prefix, pl.lit("}")]))
                 .otherwise(pl.concat_str([prefix, pl.lit(","), body])))
-    return kept.with_columns(evidence.alias("evidence")).drop("p_value", "fdr_q")
+    kept = judged.with_columns(evidence.alias("evidence")).select(alerts.columns)
+    return pl.concat([kept, df.filter(~tested_rows).select(alerts.columns)], how="vertical_relaxed").drop("p_value")

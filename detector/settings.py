@@ -27,9 +27,11 @@ from detector.userfiles import read_toml
 class FdrSettings:
     """The false discovery rate the runner keeps over each month's tests (all detectors, all codes)."""
 
-    rate: float = field(default=0.0, metadata={"doc": "expected share of false discoveries among a month's kept alerts (0: keep all, p-values still reported)"})
+    rate: float = field(default=0.05, metadata={"doc": "expected share of false discoveries among a month's kept alerts on codes outside the watchlist (on all codes without keep_watched), p-values calibrated to each detector's empirical null; 0: off, keep all"})
     watched_weight: float = field(default=20.0, metadata={
         "doc": "weight of a watched code's test against an unwatched code's (weighted Benjamini-Hochberg; weights average 1)"})
+    keep_watched: bool = field(default=True, metadata={
+        "doc": "keep every alert on a watched code whatever its q-value (the rate then governs the codes outside the watchlist)"})
 
 
 @dataclass

@@ -142,12 +142,31 @@ NOISY_COUNTRIES = ["USA", "DEU", "FRA", "JPN", "KOR", "GBR", "ITA", "CAN", "BRA"
                    "ESP", "POL", "AUS", "IDN", "PHL", "TUR"]
 
 
-def noisy(seed: int = 5, planted: bool = True) -> list[Corridor]:
+# Ordinary codes outside the watchlist (iron and steel, copper, aluminium, plastics, machinery...).
+UNWATCHED_CODES = ["720810", "740311", "760110", "390110", "847130", "870323", "300490", "271012",
+                   "854231", "720449", "760421", "740400"]
+
+
+def noisy(seed: int = 5, planted: bool = True, unwatched: int = 0) -> list[Corridor]:
     """Three watched codes, each with about 150 noisy corridors (30% month-to-month noise, a lumpy
     month now and then, sizes spread over two orders of magnitude), and two planted cases: the
-    Thai antimony triangle after the US ban and a basket route undervalued to a fifth."""
+    Thai antimony triangle after the US ban and a basket route undervalued to a fifth.
+    `unwatched`: as many codes outside the watchlist with corridors of the same kind whose two
+    books also differ (10% noise a month, and now and then a shipment booked twice by the importer),
+    as a run over every code meets them."""
     rng = np.random.default_rng(seed)
     corridors = []
+    for hs in UNWATCHED_CODES[:unwatched]:
+        pairs = {(e, i) for e, i in rng.choice(NOISY_COUNTRIES, size=(200, 2)) if e != i}
+        for e, i in sorted(pairs)[:150]:
+            usd = level(float(np.exp(rng.uniform(np.log(60_000), np.log(6_000_000)))), seed=int(rng.integers(1 << 30)),
+                        noise=0.3)
+            lumpy = rng.random(MONTHS) < 0.03
+            usd[lumpy] *= rng.uniform(2, 5, lumpy.sum())
+            booked = usd * 1.05 * np.exp(rng.normal(0, 0.1, MONTHS))
+            misbooked = rng.random(MONTHS) < 0.03   # a shipment the importer books twice, or under this partner
+            booked[misbooked] *= rng.uniform(2.5, 5, misbooked.sum())
+            corridors.append(Corridor(str(e), str(i), hs, usd, usd_per_kg=40.0, importer_usd=booked))
     for k, hs in enumerate((ANTIMONY_OXIDE, BASKET, "811010")):
         pairs = {(e, i) for e, i in rng.choice(NOISY_COUNTRIES, size=(200, 2)) if e != i}
         for j, (e, i) in enumerate(sorted(pairs)[:150]):

@@ -131,7 +131,7 @@ def test_false_discovery_rate_is_weighted_benjamini_hochberg_per_month():
     ).select(list(DETECTOR_OUTPUT_SCHEMA)).cast(DETECTOR_OUTPUT_SCHEMA)
     tests = pl.DataFrame({"period": [date(2025, 1, 1), date(2025, 1, 1), date(2025, 2, 1), date(2025, 2, 1)],
                           "watched": [True, False, True, False], "n": [100, 900, 100, 900]})
-    kept = control_fdr(alerts, tests, {"unit_value": "scored"}, 0.05, 20.0)
+    kept = control_fdr(alerts, tests, {"unit_value": "scored"}, 0.05, 20.0, keep_watched=False)
     # weights: watched 20 * 1000 / (20 * 100 + 900) = 6.9, unwatched 0.34; m = 1000 a month
     # January q = p / w: 1.4e-7, 2.9e-5, 2.9e-4 (unwatched 1e-4 / 0.34 = 2.9e-4): BH line k * 5e-5
     assert sorted(kept.filter(pl.col("period") == date(2025, 1, 1))["reporter"].to_list()) == ["R0", "R1"]
@@ -139,3 +139,6 @@ def test_false_discovery_rate_is_weighted_benjamini_hochberg_per_month():
     assert kept["evidence"][0].startswith('{"p_value":') and "fdr_q" in kept["evidence"][0]
     assert "p_value" not in kept.columns
     assert control_fdr(alerts, tests, {"unit_value": "scored"}, 0.0, 20.0).height == alerts.height
+    # the default keeps every watched code's alert; the rate judges the others (X: q 2.9e-4 * 1000 / 4 > 5%)
+    default = control_fdr(alerts, tests, {"unit_value": "scored"}, 0.05, 20.0)
+    assert sorted(default["reporter"].to_list()) == ["R0", "R0", "R1", "R1", "R2"]

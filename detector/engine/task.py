@@ -73,7 +73,8 @@ def detect_partition(baselines: Baselines, names: list[str], settings: Settings,
             frames.append(found.filter(pl.col("period").is_between(window.start, window.end)))
         seconds[name] = time.perf_counter() - t0
     alerts = pl.concat(frames) if frames else pl.DataFrame(schema=DETECTOR_OUTPUT_SCHEMA)
-    return PartitionResult(alerts, parts, seconds, count_tests(baselines))
+    # the tests are counted only for the false discovery rate (rate 0: off)
+    return PartitionResult(alerts, parts, seconds, count_tests(baselines) if settings.fdr.rate > 0 else None)
 
 
 def partition_connection(flows: pa.Table | str, scope: Scope) -> duckdb.DuckDBPyConnection:
