@@ -78,7 +78,10 @@ class Batch:
     for a header the source refuses; `parse_sql(header, path, into)`: SQL making `parsed` from
     `staged_raw` (row_no, the chosen columns, file_idx), carrying file_idx; `candidates_sql`:
     the valid rows of `parsed` as FLOW_COLUMNS + row_no + file_idx (load_id from `batch_files b`);
-    `flow`: the name of the flow column in `parsed`.
+    `flow`: the name of the flow column in `parsed`. `key_extra(path)`: what else files of a
+    group must share (a BACI file's HS revision and country codes), None for a file that loads
+    alone (a JSON or Parquet file); `prepare(con, path)`: the look-up tables a group's parse reads,
+    from its first file.
     """
 
     source: str
@@ -87,6 +90,8 @@ class Batch:
     parse_sql: Callable
     candidates_sql: str
     flow: str = "flow"
+    key_extra: Callable | None = None
+    prepare: Callable | None = None
 
     # ------------------------------------------------------------------ per file (cheap)
     def key(self, path: Path) -> tuple | None:
@@ -108,9 +113,12 @@ class Batch:
             if len({n.lower() for n in names}) != len(names):
                 return None  # a repeated name: the one-file path says which
             self.check_header(names, path)
+            extra = self.key_extra(path) if self.key_extra is not None else ()
         except (InputError, OSError, csv.Error):
             return None
-        return first, encoding, path.name.lower().endswith(".gz")
+        if extra is None:
+            return None
+        return first, encoding, path.name.lower().endswith(".gz"), extra
 
     def groups(self, pending: list[PendingFile]) -> list[list[PendingFile]]:
         """Runs of consecutive files of one key, up to GROUP_BYTES; an ungrouped file is a group of one."""
@@ -157,6 +165,8 @@ class Batch:
         first = group[0].path
         header, encoding = csv_header(con, first, allow_duplicates=False)
         chosen = self.choose_columns(header)
+        if self.prepare is not None:
+            self.prepare(con, first)
         con.execute("CREATE OR REPLACE TEMP TABLE batch_files (file_idx INTEGER, file_path VARCHAR, load_id VARCHAR)")
         con.execute("INSERT INTO batch_files SELECT * FROM (SELECT unnest(?) AS i, unnest(?) AS p, unnest(?) AS l)",
                     [list(range(len(group))), [str(item.path) for item in group],
