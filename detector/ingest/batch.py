@@ -176,16 +176,17 @@ class Batch:
         counts = self._write(con)
         self._reporting(con)
         self._rejects(con)
-        stats = {r[0]: r[1:] for r in con.execute(
-            """SELECT file_idx, count(*),
-                      count(*) FILTER (WHERE reject_reason LIKE 'partner is %aggregate%'),
-                      count(*) FILTER (WHERE reject_reason IS NULL AND hs_fixed)
-               FROM parsed GROUP BY file_idx""").fetchall()}
+        # Every count of the summaries from one scan of `parsed`: rows per file and reason.
+        stats: dict[int, list[int]] = {}
         reasons: dict[int, dict[str, int]] = {}
-        for idx, reason, n in con.execute(
-                """SELECT file_idx, reject_reason, count(*) FROM parsed WHERE reject_reason IS NOT NULL
-                   GROUP BY ALL ORDER BY reject_reason""").fetchall():
-            reasons.setdefault(idx, {})[reason] = int(n)
+        for idx, reason, n, aggregate, fixed in con.execute(
+                """SELECT file_idx, reject_reason, count(*), bool_or(reject_reason LIKE 'partner is %aggregate%'),
+                          count(*) FILTER (WHERE hs_fixed)
+                   FROM parsed GROUP BY ALL ORDER BY reject_reason""").fetchall():
+            read, aggregates, fixed_codes = stats.setdefault(idx, [0, 0, 0])
+            stats[idx] = [read + n, aggregates + (n if aggregate else 0), fixed_codes + (0 if reason else fixed)]
+            if reason is not None:
+                reasons.setdefault(idx, {})[reason] = int(n)
         for i, item in enumerate(group):
             s = item.summary
             s.rows_read, s.aggregates, s.fixed_codes = (int(v) for v in stats.get(i, (0, 0, 0)))
