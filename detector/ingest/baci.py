@@ -147,12 +147,12 @@ def _parse_sql(header: list[str], path: Path, into: str = "CREATE OR REPLACE TEM
         hs_revision="NULL" if revision is None else f"'{revision}'", **cols)
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary,
-              country_codes: Path | None) -> None:
+def _parse(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary, country_codes: Path | None) -> list[str]:
+    """Read and parse the file into the temp table `parsed` (before the file's transaction opens); its header."""
     _stage_country_codes(con, country_codes or find_country_codes(path))
     header = stage_csv(con, path)
     con.execute(_parse_sql(header, path))
-    finish_flows(con, path, summary, header)
+    return header
 
 
 def _batch(country_codes: Path | None) -> Batch:
@@ -173,6 +173,7 @@ def load_baci(wh: Warehouse, paths, country_codes: str | Path | None = None) -> 
     Files of one header, revision and code file load in groups (see detector.ingest.batch)."""
     codes = Path(country_codes) if country_codes else None
     try:
-        return load_files(wh, paths, SOURCE, functools.partial(_load_one, country_codes=codes), batch=_batch(codes))
+        return load_files(wh, paths, SOURCE, finish_flows, batch=_batch(codes),
+                          prepare=functools.partial(_parse, country_codes=codes))
     finally:
         wh.con.execute("DROP TABLE IF EXISTS baci_codes")

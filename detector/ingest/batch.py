@@ -141,10 +141,12 @@ class Batch:
         """Load the group in one transaction; False (nothing kept) when the files must load one by one."""
         started = time.perf_counter()
         try:
+            # read and parsed into temp tables before the transaction (see common._load_one_file)
+            self._stage(wh.con, group)
             with wh.transaction() as con:
                 con.execute("CREATE OR REPLACE TEMP TABLE staged_rejects (row_no BIGINT, reason VARCHAR)")
                 sync_source_precedence(con)
-                self._load(con, group)
+                self._store(con, group)
                 _record_loads(con, group)
         except (_Doubt, InputError, duckdb.Error):
             for item in group:
@@ -161,7 +163,8 @@ class Batch:
             done(item.summary)
         return True
 
-    def _load(self, con: duckdb.DuckDBPyConnection, group: list[PendingFile]) -> None:
+    def _stage(self, con: duckdb.DuckDBPyConnection, group: list[PendingFile]) -> None:
+        """The group's rows parsed into the temp table `parsed`, each with its file_idx."""
         first = group[0].path
         header, encoding = csv_header(con, first, allow_duplicates=False)
         chosen = self.choose_columns(header)
@@ -173,6 +176,9 @@ class Batch:
                      [item.summary.load_id for item in group]])
         if not self._stage_fast(con, group, header, chosen, encoding):
             self._stage_whole(con, group, header, chosen, encoding)
+
+    def _store(self, con: duckdb.DuckDBPyConnection, group: list[PendingFile]) -> None:
+        """Write the parsed group into flows, reporting and rejects; count each file's rows."""
         counts = self._write(con)
         self._reporting(con)
         self._rejects(con)

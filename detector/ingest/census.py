@@ -182,12 +182,13 @@ def _parse_sql(header: list[str], path: Path, into: str = "CREATE OR REPLACE TEM
     )
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
+def _parse(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> list[str]:
+    """Read and parse the file into the temp table `parsed` (before the file's transaction opens); its header."""
     # The API repeats a column asked for both in get= and as a predicate (same values): like the
     # JSON reader, the CSV reader keeps the first one.
     header = stage_json(con, path) if _is_json(path) else stage_csv(con, path, allow_duplicates=True)
     con.execute(_parse_sql(header, path))
-    finish_flows(con, path, summary, header)
+    return header
 
 
 # CSV files of one header load in groups (see detector.ingest.batch); a JSON response loads alone.
@@ -198,4 +199,4 @@ BATCH = Batch(SOURCE, lambda header: header, lambda names, path: _parse_sql(name
 
 def load_census(wh: Warehouse, paths) -> list[LoadSummary]:
     """Load Census imports/exports API responses (JSON or CSV); each file whole or not at all."""
-    return load_files(wh, paths, SOURCE, _load_one, batch=BATCH)
+    return load_files(wh, paths, SOURCE, finish_flows, batch=BATCH, prepare=_parse)

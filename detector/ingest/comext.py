@@ -19,6 +19,7 @@ Conventions handled here (see the reference notes on Comext):
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import duckdb
@@ -143,10 +144,11 @@ def _parse_sql(header: list[str], path: Path, into: str = "CREATE OR REPLACE TEM
     )
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
+def _parse(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> list[str]:
+    """Read and parse the file into the temp table `parsed` (before the file's transaction opens); its header."""
     header = stage_csv(con, path)
     con.execute(_parse_sql(header, path))
-    finish_flows(con, path, summary, header, sum_parts=True)
+    return header
 
 
 # Files of one header load in groups (see detector.ingest.batch); the parts of a flow are summed
@@ -161,6 +163,7 @@ def load_comext(wh: Warehouse, paths, rates: str | Path | None = None) -> list[L
     """Load Comext monthly files; `rates` overrides the shipped EUR/USD monthly rate table."""
     load_eur_usd(wh.con, rates)
     try:
-        return load_files(wh, paths, SOURCE, _load_one, batch=BATCH)
+        return load_files(wh, paths, SOURCE, functools.partial(finish_flows, sum_parts=True), batch=BATCH,
+                          prepare=_parse)
     finally:
         wh.con.execute("DROP TABLE IF EXISTS eur_usd")

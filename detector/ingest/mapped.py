@@ -243,10 +243,11 @@ def _parse_sql(header: list[str], path: Path, mapping: dict, into: str = "CREATE
     )
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary, mapping: dict) -> None:
+def _parse(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary, mapping: dict) -> list[str]:
+    """Read and parse the file into the temp table `parsed` (before the file's transaction opens); its header."""
     header = stage_parquet(con, path) if _format(path, mapping) == "parquet" else stage_csv(con, path)
     con.execute(_parse_sql(header, path, mapping))
-    finish_flows(con, path, summary, header)
+    return header
 
 
 def _batch(mapping: dict) -> Batch:
@@ -267,8 +268,8 @@ def load_mapped(wh: Warehouse, paths, mapping_path: str | Path) -> list[LoadSumm
     if table:
         wh.con.executemany("INSERT INTO mapped_codes VALUES (?, ?)", [[c, iso3.upper()] for c, iso3 in table.items()])
     try:
-        return load_files(wh, paths, mapping["source"], functools.partial(_load_one, mapping=mapping),
-                          batch=_batch(mapping))
+        return load_files(wh, paths, mapping["source"], finish_flows, batch=_batch(mapping),
+                          prepare=functools.partial(_parse, mapping=mapping))
     finally:
         wh.con.execute("DROP TABLE IF EXISTS eur_usd")
         wh.con.execute("DROP TABLE IF EXISTS mapped_codes")
