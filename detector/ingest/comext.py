@@ -27,8 +27,14 @@ import duckdb
 from detector.ingest.batch import Batch
 from detector.ingest.common import LoadSummary, load_files
 from detector.ingest.fx import load_eur_usd
-from detector.ingest.sql import (MEASURE_CHECKS_SQL, column_map, hs_fixed_sql, hs_restored_sql, hs_revision_sql,
-                                 raw_row_sql)
+from detector.ingest.sql import (
+    MEASURE_CHECKS_SQL,
+    column_map,
+    hs_fixed_sql,
+    hs_restored_sql,
+    hs_revision_sql,
+    raw_row_sql,
+)
 from detector.ingest.staging import stage_csv
 from detector.ingest.writing import batch_candidates_sql, finish_flows
 from detector.warehouse import Warehouse

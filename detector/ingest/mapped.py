@@ -28,7 +28,13 @@ from detector.errors import ConfigError, InputError
 from detector.ingest.batch import Batch
 from detector.ingest.common import LoadSummary, load_files
 from detector.ingest.fx import load_eur_usd
-from detector.ingest.sql import MEASURE_CHECKS_SQL, hs_fixed_sql, hs_restored_sql, hs_revision_sql, raw_row_sql
+from detector.ingest.sql import (
+    MEASURE_CHECKS_SQL,
+    hs_fixed_sql,
+    hs_restored_sql,
+    hs_revision_sql,
+    raw_row_sql,
+)
 from detector.ingest.staging import stage_csv, stage_parquet
 from detector.ingest.writing import batch_candidates_sql, finish_flows
 from detector.userfiles import read_toml
