@@ -29,7 +29,8 @@ def open(path: str | os.PathLike | None = None, read_only: bool = False, memory_
 
 def load(wh, source: str, paths, **options) -> list:
     """Load files of one source (comtrade, baci, census, comext, or flows with mapping_path=) into the
-    warehouse, each file in its own transaction; one LoadSummary per file. `options` are the
+    warehouse, each file whole or not at all (consecutive files of one header in one transaction per
+    group); one LoadSummary per file. `options` are the
     source's own (comext: rates=, baci: country_codes=)."""
     from detector.ingest.sources import get
 

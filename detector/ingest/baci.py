@@ -25,10 +25,11 @@ from pathlib import Path
 import duckdb
 
 from detector.errors import InputError
+from detector.ingest.batch import Batch
 from detector.ingest.common import LoadSummary, load_files
-from detector.ingest.sql import MEASURE_CHECKS_SQL, column_map, hs_fixed_sql, hs_restored_sql
+from detector.ingest.sql import MEASURE_CHECKS_SQL, column_map, hs_fixed_sql, hs_restored_sql, raw_row_sql
 from detector.ingest.staging import stage_csv
-from detector.ingest.writing import finish_flows
+from detector.ingest.writing import batch_candidates_sql, finish_flows
 from detector.warehouse import Warehouse
 
 SOURCE = "baci"
@@ -40,9 +41,9 @@ _NAME = re.compile(r"BACI_HS(\d\d)_", re.IGNORECASE)
 _VERSION = re.compile(r"_(V\d{6}\w*?)\.csv", re.IGNORECASE)
 
 PARSE_SQL = """
-CREATE OR REPLACE TEMP TABLE parsed AS
+{into}
 WITH src AS (
-    SELECT row_no,
+    SELECT row_no{carry},
            nullif(trim({t}), '') AS year_txt,
            nullif(trim({i}), '') AS exporter_code,
            nullif(trim({j}), '') AS importer_code,
@@ -78,7 +79,7 @@ resolved AS (
     LEFT JOIN comtrade_areas ja ON ja.comtrade_code = TRY_CAST(t.importer_code AS INTEGER)
     LEFT JOIN comtrade_areas ia ON ia.comtrade_code = TRY_CAST(t.exporter_code AS INTEGER)
 )
-SELECT *, 'A' AS freq, 'M' AS flow, CAST(NULL AS VARCHAR) AS partner2, CAST(? AS VARCHAR) AS hs_revision,
+SELECT *, 'A' AS freq, 'M' AS flow, CAST(NULL AS VARCHAR) AS partner2, CAST({hs_revision} AS VARCHAR) AS hs_revision,
        CASE WHEN quantity IS NOT NULL THEN 't' END AS quantity_unit,
        CASE
          WHEN period IS NULL THEN 'unparseable year ''' || coalesce(year_txt, '') || ''''
@@ -134,21 +135,45 @@ def _stage_country_codes(con: duckdb.DuckDBPyConnection, codes: Path | None) -> 
     con.execute("DROP TABLE IF EXISTS staged_broken")
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary,
-              country_codes: Path | None) -> None:
+def _parse_sql(header: list[str], path: Path, into: str = "CREATE OR REPLACE TEMP TABLE parsed AS",
+               batch: bool = False) -> str:
+    """PARSE_SQL for a file of this header and name; `batch`: `staged_raw` holds a group of files,
+    each row's file_idx and line text carried into `parsed`."""
+    cols = column_map(header, path, BACI_COLUMNS, REQUIRED, "a BACI file (t,i,j,k,v,q)")
+    revision = hs_revision_from_name(path)
+    return PARSE_SQL.format(
+        into=into, carry=f", file_idx, {raw_row_sql(header, row='')} AS raw" if batch else "",
+        hs_code=hs_restored_sql("k_raw"), hs_fixed=hs_fixed_sql("k_raw"), checks=MEASURE_CHECKS_SQL,
+        hs_revision="NULL" if revision is None else f"'{revision}'", **cols)
+
+
+def _parse(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary, country_codes: Path | None) -> list[str]:
+    """Read and parse the file into the temp table `parsed` (before the file's transaction opens); its header."""
     _stage_country_codes(con, country_codes or find_country_codes(path))
     header = stage_csv(con, path)
-    cols = column_map(header, path, BACI_COLUMNS, REQUIRED, "a BACI file (t,i,j,k,v,q)")
-    sql = PARSE_SQL.format(hs_code=hs_restored_sql("k_raw"), hs_fixed=hs_fixed_sql("k_raw"),
-                           checks=MEASURE_CHECKS_SQL, **cols)
-    con.execute(sql, [hs_revision_from_name(path)])
-    finish_flows(con, path, summary, header)
+    con.execute(_parse_sql(header, path))
+    return header
+
+
+def _batch(country_codes: Path | None) -> Batch:
+    """Groups of BACI files: those of one HS revision (from the name) and one country-code file."""
+    def codes(path: Path) -> Path | None:
+        return country_codes or find_country_codes(path)
+
+    return Batch(SOURCE, lambda header: header,
+                 lambda names, path: column_map(names, path, BACI_COLUMNS, REQUIRED, "a BACI file (t,i,j,k,v,q)"),
+                 lambda header, path, into: _parse_sql(header, path, into, batch=True),
+                 batch_candidates_sql(SOURCE),
+                 key_extra=lambda path: (hs_revision_from_name(path), str(codes(path))),
+                 prepare=lambda con, path: _stage_country_codes(con, codes(path)))
 
 
 def load_baci(wh: Warehouse, paths, country_codes: str | Path | None = None) -> list[LoadSummary]:
-    """Load BACI files; `country_codes` is BACI's country_codes_V*.csv (default: found next to each file)."""
+    """Load BACI files; `country_codes` is BACI's country_codes_V*.csv (default: found next to each file).
+    Files of one header, revision and code file load in groups (see detector.ingest.batch)."""
     codes = Path(country_codes) if country_codes else None
     try:
-        return load_files(wh, paths, SOURCE, functools.partial(_load_one, country_codes=codes))
+        return load_files(wh, paths, SOURCE, finish_flows, batch=_batch(codes),
+                          prepare=functools.partial(_parse, country_codes=codes))
     finally:
         wh.con.execute("DROP TABLE IF EXISTS baci_codes")

@@ -78,7 +78,10 @@ class Batch:
     for a header the source refuses; `parse_sql(header, path, into)`: SQL making `parsed` from
     `staged_raw` (row_no, the chosen columns, file_idx), carrying file_idx; `candidates_sql`:
     the valid rows of `parsed` as FLOW_COLUMNS + row_no + file_idx (load_id from `batch_files b`);
-    `flow`: the name of the flow column in `parsed`.
+    `flow`: the name of the flow column in `parsed`. `key_extra(path)`: what else files of a
+    group must share (a BACI file's HS revision and country codes), None for a file that loads
+    alone (a JSON or Parquet file); `prepare(con, path)`: the look-up tables a group's parse reads,
+    from its first file.
     """
 
     source: str
@@ -87,6 +90,8 @@ class Batch:
     parse_sql: Callable
     candidates_sql: str
     flow: str = "flow"
+    key_extra: Callable | None = None
+    prepare: Callable | None = None
 
     # ------------------------------------------------------------------ per file (cheap)
     def key(self, path: Path) -> tuple | None:
@@ -108,9 +113,12 @@ class Batch:
             if len({n.lower() for n in names}) != len(names):
                 return None  # a repeated name: the one-file path says which
             self.check_header(names, path)
+            extra = self.key_extra(path) if self.key_extra is not None else ()
         except (InputError, OSError, csv.Error):
             return None
-        return first, encoding, path.name.lower().endswith(".gz")
+        if extra is None:
+            return None
+        return first, encoding, path.name.lower().endswith(".gz"), extra
 
     def groups(self, pending: list[PendingFile]) -> list[list[PendingFile]]:
         """Runs of consecutive files of one key, up to GROUP_BYTES; an ungrouped file is a group of one."""
@@ -133,10 +141,12 @@ class Batch:
         """Load the group in one transaction; False (nothing kept) when the files must load one by one."""
         started = time.perf_counter()
         try:
+            # read and parsed into temp tables before the transaction (see common._load_one_file)
+            self._stage(wh.con, group)
             with wh.transaction() as con:
                 con.execute("CREATE OR REPLACE TEMP TABLE staged_rejects (row_no BIGINT, reason VARCHAR)")
                 sync_source_precedence(con)
-                self._load(con, group)
+                self._store(con, group)
                 _record_loads(con, group)
         except (_Doubt, InputError, duckdb.Error):
             for item in group:
@@ -153,29 +163,36 @@ class Batch:
             done(item.summary)
         return True
 
-    def _load(self, con: duckdb.DuckDBPyConnection, group: list[PendingFile]) -> None:
+    def _stage(self, con: duckdb.DuckDBPyConnection, group: list[PendingFile]) -> None:
+        """The group's rows parsed into the temp table `parsed`, each with its file_idx."""
         first = group[0].path
         header, encoding = csv_header(con, first, allow_duplicates=False)
         chosen = self.choose_columns(header)
+        if self.prepare is not None:
+            self.prepare(con, first)
         con.execute("CREATE OR REPLACE TEMP TABLE batch_files (file_idx INTEGER, file_path VARCHAR, load_id VARCHAR)")
         con.execute("INSERT INTO batch_files SELECT * FROM (SELECT unnest(?) AS i, unnest(?) AS p, unnest(?) AS l)",
                     [list(range(len(group))), [str(item.path) for item in group],
                      [item.summary.load_id for item in group]])
         if not self._stage_fast(con, group, header, chosen, encoding):
             self._stage_whole(con, group, header, chosen, encoding)
+
+    def _store(self, con: duckdb.DuckDBPyConnection, group: list[PendingFile]) -> None:
+        """Write the parsed group into flows, reporting and rejects; count each file's rows."""
         counts = self._write(con)
         self._reporting(con)
         self._rejects(con)
-        stats = {r[0]: r[1:] for r in con.execute(
-            """SELECT file_idx, count(*),
-                      count(*) FILTER (WHERE reject_reason LIKE 'partner is %aggregate%'),
-                      count(*) FILTER (WHERE reject_reason IS NULL AND hs_fixed)
-               FROM parsed GROUP BY file_idx""").fetchall()}
+        # Every count of the summaries from one scan of `parsed`: rows per file and reason.
+        stats: dict[int, list[int]] = {}
         reasons: dict[int, dict[str, int]] = {}
-        for idx, reason, n in con.execute(
-                """SELECT file_idx, reject_reason, count(*) FROM parsed WHERE reject_reason IS NOT NULL
-                   GROUP BY ALL ORDER BY reject_reason""").fetchall():
-            reasons.setdefault(idx, {})[reason] = int(n)
+        for idx, reason, n, aggregate, fixed in con.execute(
+                """SELECT file_idx, reject_reason, count(*), bool_or(reject_reason LIKE 'partner is %aggregate%'),
+                          count(*) FILTER (WHERE hs_fixed)
+                   FROM parsed GROUP BY ALL ORDER BY reject_reason""").fetchall():
+            read, aggregates, fixed_codes = stats.setdefault(idx, [0, 0, 0])
+            stats[idx] = [read + n, aggregates + (n if aggregate else 0), fixed_codes + (0 if reason else fixed)]
+            if reason is not None:
+                reasons.setdefault(idx, {})[reason] = int(n)
         for i, item in enumerate(group):
             s = item.summary
             s.rows_read, s.aggregates, s.fixed_codes = (int(v) for v in stats.get(i, (0, 0, 0)))

@@ -29,11 +29,19 @@ from pathlib import Path
 import duckdb
 
 from detector.errors import InputError
+from detector.ingest.batch import Batch
 from detector.ingest.common import LoadSummary, load_files
 from detector.ingest.files import head_bytes
-from detector.ingest.sql import MEASURE_CHECKS_SQL, column_map, hs_fixed_sql, hs_restored_sql, hs_revision_sql
+from detector.ingest.sql import (
+    MEASURE_CHECKS_SQL,
+    column_map,
+    hs_fixed_sql,
+    hs_restored_sql,
+    hs_revision_sql,
+    raw_row_sql,
+)
 from detector.ingest.staging import stage_csv
-from detector.ingest.writing import finish_flows
+from detector.ingest.writing import batch_candidates_sql, finish_flows
 from detector.warehouse import Warehouse
 
 SOURCE = "census"
@@ -51,9 +59,9 @@ REQUIRED = {
 }
 
 PARSE_SQL = """
-CREATE OR REPLACE TEMP TABLE parsed AS
+{into}
 WITH src AS (
-    SELECT row_no,
+    SELECT row_no{carry},
            regexp_replace(coalesce(trim({commodity}), ''), '[\\s.]', '', 'g') AS code_raw,
            upper(nullif(trim({COMM_LVL}), ''))    AS comm_lvl,
            nullif(trim({CTY_CODE}), '')           AS cty_code,
@@ -156,10 +164,10 @@ def _is_json(path: Path) -> bool:
     return head_bytes(path, 4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
-    # The API repeats a column asked for both in get= and as a predicate (same values): like the
-    # JSON reader, the CSV reader keeps the first one.
-    header = stage_json(con, path) if _is_json(path) else stage_csv(con, path, allow_duplicates=True)
+def _parse_sql(header: list[str], path: Path, into: str = "CREATE OR REPLACE TEMP TABLE parsed AS",
+               batch: bool = False) -> str:
+    """PARSE_SQL for a file of this header (imports or exports); refuses a header that is neither.
+    `batch`: `staged_raw` holds a group of files, each row's file_idx and line text carried into `parsed`."""
     cols = column_map(header, path, CENSUS_COLUMNS, REQUIRED, "a US Census trade file")
     imports = cols["I_COMMODITY"] != "NULL"
     if imports and cols["E_COMMODITY"] != "NULL":
@@ -172,15 +180,29 @@ def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) 
         value, qty = cols["ALL_VAL_MO"], cols["QTY_1_MO"]
         if value == "NULL":
             raise InputError(path, "export file without ALL_VAL_MO (the export value)", line=1)
-    sql = PARSE_SQL.format(
+    return PARSE_SQL.format(
+        into=into, carry=f", file_idx, {raw_row_sql(header, row='')} AS raw" if batch else "",
         commodity=cols["I_COMMODITY" if imports else "E_COMMODITY"], value=value, qty=qty,
         flow="M" if imports else "X", hs_code=hs_restored_sql("code_raw"), hs_fixed=hs_fixed_sql("code_raw"),
         hs_revision=hs_revision_sql("year(period)"), checks=MEASURE_CHECKS_SQL, **cols,
     )
-    con.execute(sql)
-    finish_flows(con, path, summary, header)
+
+
+def _parse(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> list[str]:
+    """Read and parse the file into the temp table `parsed` (before the file's transaction opens); its header."""
+    # The API repeats a column asked for both in get= and as a predicate (same values): like the
+    # JSON reader, the CSV reader keeps the first one.
+    header = stage_json(con, path) if _is_json(path) else stage_csv(con, path, allow_duplicates=True)
+    con.execute(_parse_sql(header, path))
+    return header
+
+
+# CSV files of one header load in groups (see detector.ingest.batch); a JSON response loads alone.
+BATCH = Batch(SOURCE, lambda header: header, lambda names, path: _parse_sql(names, path),
+              lambda header, path, into: _parse_sql(header, path, into, batch=True),
+              batch_candidates_sql(SOURCE), key_extra=lambda path: None if _is_json(path) else ())
 
 
 def load_census(wh: Warehouse, paths) -> list[LoadSummary]:
-    """Load Census imports/exports API responses (JSON or CSV); one transaction per file."""
-    return load_files(wh, paths, SOURCE, _load_one)
+    """Load Census imports/exports API responses (JSON or CSV); each file whole or not at all."""
+    return load_files(wh, paths, SOURCE, finish_flows, batch=BATCH, prepare=_parse)

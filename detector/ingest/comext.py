@@ -19,15 +19,24 @@ Conventions handled here (see the reference notes on Comext):
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import duckdb
 
+from detector.ingest.batch import Batch
 from detector.ingest.common import LoadSummary, load_files
 from detector.ingest.fx import load_eur_usd
-from detector.ingest.sql import MEASURE_CHECKS_SQL, column_map, hs_fixed_sql, hs_restored_sql, hs_revision_sql
+from detector.ingest.sql import (
+    MEASURE_CHECKS_SQL,
+    column_map,
+    hs_fixed_sql,
+    hs_restored_sql,
+    hs_revision_sql,
+    raw_row_sql,
+)
 from detector.ingest.staging import stage_csv
-from detector.ingest.writing import finish_flows
+from detector.ingest.writing import batch_candidates_sql, finish_flows
 from detector.warehouse import Warehouse
 
 SOURCE = "comext"
@@ -53,9 +62,9 @@ AGGREGATES = ["EU", "EU27_2020", "EU28", "EU27", "EU15", "EA", "EXT_EU", "EXT_EU
               "EXTRA_EU", "INT_EU", "INT_EU27_2020", "INT_EU28", "INTRA_EU", "WORLD", "WLD", "TOTAL"]
 
 PARSE_SQL = """
-CREATE OR REPLACE TEMP TABLE parsed AS
+{into}
 WITH src AS (
-    SELECT row_no,
+    SELECT row_no{carry},
            upper(nullif(trim(coalesce({REPORTER}, {DECLARANT_ISO})), ''))  AS reporter_code,
            upper(nullif(trim(coalesce({PARTNER_ISO}, {PARTNER})), ''))     AS partner_code,
            regexp_replace(coalesce(trim({PRODUCT_NC}), ''), '[\\s.]', '', 'g') AS product_raw,
@@ -82,7 +91,7 @@ typed AS (
            coalesce({geo}[reporter_code], reporter_code) AS reporter_iso2,
            coalesce({geo}[partner_code], partner_code) AS partner_iso2,
            row_number() OVER (PARTITION BY reporter_code, partner_code, product_raw, flow_code, period_txt,
-                                           procedure, trade_type ORDER BY row_no) AS dup
+                                           procedure, trade_type{carry_key} ORDER BY row_no) AS dup
     FROM src
 ),
 resolved AS (
@@ -126,22 +135,41 @@ def _sql_list(values) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
-    header = stage_csv(con, path)
+def _parse_sql(header: list[str], path: Path, into: str = "CREATE OR REPLACE TEMP TABLE parsed AS",
+               batch: bool = False) -> str:
+    """PARSE_SQL for a file of this header; `batch`: `staged_raw` holds a group of files, each row's
+    file_idx and line text carried into `parsed` (a repeated line is one within its own file)."""
     cols = column_map(header, path, COMEXT_COLUMNS, REQUIRED, "a Eurostat Comext file")
     geo = "MAP {" + ", ".join(f"'{k}': '{v}'" for k, v in EUROSTAT_ISO2.items()) + "}"
-    con.execute(PARSE_SQL.format(
+    return PARSE_SQL.format(
+        into=into, carry=f", file_idx, {raw_row_sql(header, row='')} AS raw" if batch else "",
+        carry_key=", file_idx" if batch else "",
         hs_code=hs_restored_sql("product_raw"), hs_fixed=hs_fixed_sql("product_raw"),
         hs_revision=hs_revision_sql("year(period)"), geo=geo, aggregates=_sql_list(AGGREGATES),
         checks=MEASURE_CHECKS_SQL, **cols,
-    ))
-    finish_flows(con, path, summary, header, sum_parts=True)
+    )
+
+
+def _parse(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> list[str]:
+    """Read and parse the file into the temp table `parsed` (before the file's transaction opens); its header."""
+    header = stage_csv(con, path)
+    con.execute(_parse_sql(header, path))
+    return header
+
+
+# Files of one header load in groups (see detector.ingest.batch); the parts of a flow are summed
+# per file, and a flow in two files of a group sends the group one by one (the later file replaces).
+BATCH = Batch(SOURCE, lambda header: header,
+              lambda names, path: column_map(names, path, COMEXT_COLUMNS, REQUIRED, "a Eurostat Comext file"),
+              lambda header, path, into: _parse_sql(header, path, into, batch=True),
+              batch_candidates_sql(SOURCE, sum_parts=True))
 
 
 def load_comext(wh: Warehouse, paths, rates: str | Path | None = None) -> list[LoadSummary]:
     """Load Comext monthly files; `rates` overrides the shipped EUR/USD monthly rate table."""
     load_eur_usd(wh.con, rates)
     try:
-        return load_files(wh, paths, SOURCE, _load_one)
+        return load_files(wh, paths, SOURCE, functools.partial(finish_flows, sum_parts=True), batch=BATCH,
+                          prepare=_parse)
     finally:
         wh.con.execute("DROP TABLE IF EXISTS eur_usd")

@@ -285,7 +285,9 @@ def _parse_sql(header: list[str], path: Path, into: str, batch: bool = False) ->
         carry_out=", file_idx" if batch else "")
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> None:
+def _parse(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) -> tuple[list[str], bool]:
+    """Read and parse the file into the temp table `parsed` (before the file's transaction opens);
+    (its header, whether it was read in batches)."""
     def parse_batch(header: list[str], first: bool, execute) -> None:
         execute(_parse_sql(header, path, "CREATE OR REPLACE TEMP TABLE parsed AS" if first else "INSERT INTO parsed"))
 
@@ -293,6 +295,13 @@ def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary) 
     header, batched = stage_csv_batches(con, path, _read_columns, parse_batch)
     if not batched:
         con.execute(_parse_sql(header, path, "CREATE OR REPLACE TEMP TABLE parsed AS"))
+    return header, batched
+
+
+def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary,
+              parsed: tuple[list[str], bool] | None = None) -> None:
+    """Write the parsed file (`_parse`, run now unless given) into flows, reporting and rejects."""
+    header, batched = parsed if parsed is not None else _parse(con, path, summary)
     read = _read_columns(header)
     summary.rows_read = con.execute("SELECT count(*) FROM parsed").fetchone()[0] + con.execute(
         "SELECT count(*) FROM staged_broken").fetchone()[0]
@@ -331,4 +340,4 @@ BATCH = Batch(SOURCE, _read_columns, _check_header,
 
 def load_comtrade(wh: Warehouse, paths) -> list[LoadSummary]:
     """Load the files (see detector.ingest.batch: groups of files in one scan, each file whole or not at all)."""
-    return load_files(wh, paths, SOURCE, _load_one, batch=BATCH)
+    return load_files(wh, paths, SOURCE, _load_one, batch=BATCH, prepare=_parse)

@@ -25,11 +25,18 @@ from typing import Any
 import duckdb
 
 from detector.errors import ConfigError, InputError
+from detector.ingest.batch import Batch
 from detector.ingest.common import LoadSummary, load_files
 from detector.ingest.fx import load_eur_usd
-from detector.ingest.sql import MEASURE_CHECKS_SQL, hs_fixed_sql, hs_restored_sql, hs_revision_sql
+from detector.ingest.sql import (
+    MEASURE_CHECKS_SQL,
+    hs_fixed_sql,
+    hs_restored_sql,
+    hs_revision_sql,
+    raw_row_sql,
+)
 from detector.ingest.staging import stage_csv, stage_parquet
-from detector.ingest.writing import finish_flows
+from detector.ingest.writing import batch_candidates_sql, finish_flows
 from detector.userfiles import read_toml
 from detector.warehouse import Warehouse
 
@@ -139,9 +146,9 @@ def _literal(text: str) -> str:
 
 
 PARSE_SQL = """
-CREATE OR REPLACE TEMP TABLE parsed AS
+{into}
 WITH src AS (
-    SELECT row_no,
+    SELECT row_no{carry},
            {reporter} AS reporter_code, {partner} AS partner_code, {partner2} AS partner2_code,
            {flow} AS flow_raw, regexp_replace(coalesce({hs_code}, ''), '[\\s.]', '', 'g') AS code_raw,
            {period} AS period_txt, {year} AS year_txt, {month} AS month_txt,
@@ -193,9 +200,14 @@ FROM resolved
 """
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary, mapping: dict) -> None:
-    fmt = mapping["format"] or ("parquet" if path.name.lower().endswith((".parquet", ".pq")) else "csv")
-    header = stage_parquet(con, path) if fmt == "parquet" else stage_csv(con, path)
+def _format(path: Path, mapping: dict) -> str:
+    return mapping["format"] or ("parquet" if path.name.lower().endswith((".parquet", ".pq")) else "csv")
+
+
+def _parse_sql(header: list[str], path: Path, mapping: dict, into: str = "CREATE OR REPLACE TEMP TABLE parsed AS",
+               batch: bool = False) -> str:
+    """PARSE_SQL for a file of this header through the mapping; refuses a file without a mapped column.
+    `batch`: `staged_raw` holds a group of files, each row's file_idx and line text carried into `parsed`."""
     by_lower = {h.strip().lstrip("\ufeff").lower(): h for h in header}
     exprs = {}
     for field in FIELDS:
@@ -221,11 +233,9 @@ def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary, 
     flow_map = ("MAP {" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in mapping["flow_codes"].items())
                 + "}") if mapping["flow_codes"] else "MAP {'': ''}"
     euro = units["currency"] == "EUR"
-    con.execute("CREATE OR REPLACE TEMP TABLE mapped_codes (code VARCHAR, iso3 VARCHAR)")
-    for code, iso3 in codes.get("table", {}).items():
-        con.execute("INSERT INTO mapped_codes VALUES (?, ?)", [code, iso3.upper()])
-    sql = PARSE_SQL.format(
-        **exprs, period_sql=period_sql, flow_map=flow_map,
+    return PARSE_SQL.format(
+        **exprs, into=into, carry=f", file_idx, {raw_row_sql(header, row='')} AS raw" if batch else "",
+        period_sql=period_sql, flow_map=flow_map,
         hs_code_sql=hs_restored_sql("code_raw"), hs_fixed_sql=hs_fixed_sql("code_raw"),
         weight_factor=1000.0 if units["weight_unit"] == "t" else 1.0,
         value_factor=float(units["value_multiplier"]),
@@ -237,8 +247,21 @@ def _load_one(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary, 
         system=codes["system"], aggregates=", ".join(map(_literal, codes.get("aggregates", []))) or "NULL",
         checks=MEASURE_CHECKS_SQL,
     )
-    con.execute(sql)
-    finish_flows(con, path, summary, header)
+
+
+def _parse(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummary, mapping: dict) -> list[str]:
+    """Read and parse the file into the temp table `parsed` (before the file's transaction opens); its header."""
+    header = stage_parquet(con, path) if _format(path, mapping) == "parquet" else stage_csv(con, path)
+    con.execute(_parse_sql(header, path, mapping))
+    return header
+
+
+def _batch(mapping: dict) -> Batch:
+    """CSV files of one header load in groups (see detector.ingest.batch); a Parquet file loads alone."""
+    return Batch(mapping["source"], lambda header: header, lambda names, path: _parse_sql(names, path, mapping),
+                 lambda header, path, into: _parse_sql(header, path, mapping, into, batch=True),
+                 batch_candidates_sql(mapping["source"]),
+                 key_extra=lambda path: () if _format(path, mapping) == "csv" else None)
 
 
 def load_mapped(wh: Warehouse, paths, mapping_path: str | Path) -> list[LoadSummary]:
@@ -246,9 +269,13 @@ def load_mapped(wh: Warehouse, paths, mapping_path: str | Path) -> list[LoadSumm
     mapping = read_mapping(mapping_path)
     if mapping["units"]["currency"] == "EUR":
         load_eur_usd(wh.con, mapping["units"].get("rates"))
+    wh.con.execute("CREATE OR REPLACE TEMP TABLE mapped_codes (code VARCHAR, iso3 VARCHAR)")
+    table = mapping["codes"].get("table", {})
+    if table:
+        wh.con.executemany("INSERT INTO mapped_codes VALUES (?, ?)", [[c, iso3.upper()] for c, iso3 in table.items()])
     try:
-        return load_files(wh, paths, mapping["source"],
-                          functools.partial(_load_one, mapping=mapping))
+        return load_files(wh, paths, mapping["source"], finish_flows, batch=_batch(mapping),
+                          prepare=functools.partial(_parse, mapping=mapping))
     finally:
         wh.con.execute("DROP TABLE IF EXISTS eur_usd")
         wh.con.execute("DROP TABLE IF EXISTS mapped_codes")

@@ -48,7 +48,7 @@ class Source:
         return any(names <= columns for names in self.headers)
 
     def load(self, wh, paths, **options) -> list:
-        """Load the files (each in its own transaction); one LoadSummary per file."""
+        """Load the files (each whole or not at all; see detector.ingest.batch); one LoadSummary per file."""
         unknown = set(options) - {o.keyword for o in self.options}
         if unknown:
             raise DetectorError(f"source {self.name}: no option {', '.join(sorted(unknown))}; "

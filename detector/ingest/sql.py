@@ -37,9 +37,9 @@ def column_map(header: list[str], path: Path, columns: list[str], required: dict
     }
 
 
-def raw_row_sql(header: list[str]) -> str:
-    """SQL rebuilding a staged row `s` as comma-joined text, for `rejects.raw`."""
-    cols = ", ".join(f"coalesce(s.{duckdb.ColumnExpression(c)}, '')" for c in header)
+def raw_row_sql(header: list[str], row: str = "s.") -> str:
+    """SQL rebuilding a staged row (`row` prefixes its columns) as comma-joined text, for `rejects.raw`."""
+    cols = ", ".join(f"coalesce({row}{duckdb.ColumnExpression(c)}, '')" for c in header)
     return f"concat_ws(',', {cols})"
 
 

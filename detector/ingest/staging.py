@@ -80,19 +80,24 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, choose_columns=None,
     chosen = choose_columns(header) if choose_columns else header
     select = "".join(f"{duckdb.ColumnExpression(c)}, " for c in chosen)
     try:  # (a sniff that failed in a transaction aborts it: the first statement here says so)
-        for t in (table, "staged_broken"):
+        for t in (table, f"{table}_text", "staged_broken"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
         # A window row_number() makes the reader run on one thread; a table keeps the file's
         # order when insertion order is preserved (the default), so its row ids number the rows
-        # instead. Row ids of a table made inside a transaction start at an offset: count from the first.
+        # instead, copied into row_no by a second table (an UPDATE of every row is slower, and
+        # slows every later scan in a transaction). Row ids of a table made inside a transaction
+        # start at an offset: count from the first.
         ordered = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
-        row_no = "CAST(NULL AS BIGINT)" if ordered else "row_number() OVER ()"
-        con.execute(
-            f"CREATE TEMP TABLE {table} AS SELECT {select}{row_no} AS row_no FROM {_READER}",
-            [str(path), encoding],
-        )
-        if ordered:
-            con.execute(f"UPDATE {table} SET row_no = rowid - (SELECT min(rowid) FROM {table}) + 1")
+        if ordered and select:
+            con.execute(f"CREATE TEMP TABLE {table}_text AS SELECT {select.rstrip(', ')} FROM {_READER}",
+                        [str(path), encoding])
+            con.execute(f"""CREATE TEMP TABLE {table} AS
+                            SELECT *, rowid - (SELECT coalesce(min(rowid), 0) FROM {table}_text) + 1 AS row_no
+                            FROM {table}_text""")
+            con.execute(f"DROP TABLE {table}_text")
+        else:
+            con.execute(f"CREATE TEMP TABLE {table} AS SELECT {select}row_number() OVER () AS row_no FROM {_READER}",
+                        [str(path), encoding])
     except duckdb.Error as exc:
         raise InputError(path, f"not a readable CSV file ({first_line(exc)})") from None
     con.execute(

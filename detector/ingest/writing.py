@@ -84,9 +84,9 @@ SELECT period, freq, reporter, partner, partner2, flow, hs_code, min(hs_revision
        CASE WHEN count(net_weight_kg) = count(*) THEN sum(net_weight_kg) END AS net_weight_kg,
        CASE WHEN count(quantity) = count(*) AND count(DISTINCT quantity_unit) <= 1 THEN sum(quantity) END AS quantity,
        CASE WHEN count(DISTINCT quantity_unit) = 1 THEN min(quantity_unit) END AS quantity_unit,
-       min(row_no) AS row_no
+       min(row_no) AS row_no{carry}
 FROM parsed WHERE reject_reason IS NULL
-GROUP BY period, freq, reporter, partner, partner2, flow, hs_code
+GROUP BY period, freq, reporter, partner, partner2, flow, hs_code{carry}
 """
 
 
@@ -101,7 +101,7 @@ def finish_flows(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummar
     summary.rows_read = con.execute("SELECT count(*) FROM parsed").fetchone()[0] + con.execute(
         "SELECT count(*) FROM staged_broken").fetchone()[0]
     cols = ", ".join(c for c in FLOW_COLUMNS if c not in ("source", "load_id"))
-    rows = f"({SUMMED_CANDIDATES_SQL})" if sum_parts else "(SELECT * FROM parsed WHERE reject_reason IS NULL)"
+    rows = f"({SUMMED_CANDIDATES_SQL.format(carry='')})" if sum_parts else "(SELECT * FROM parsed WHERE reject_reason IS NULL)"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE candidates AS
             SELECT CAST(? AS VARCHAR) AS source, {cols}, CAST(? AS VARCHAR) AS load_id, row_no
@@ -116,3 +116,14 @@ def finish_flows(con: duckdb.DuckDBPyConnection, path: Path, summary: LoadSummar
     write_flows(con, summary, "candidates")
     record_reporting(con, summary.source, summary.load_id)
     record_rejects(con, summary, path, raw_row_sql(header))
+
+
+def batch_candidates_sql(source: str, sum_parts: bool = False) -> str:
+    """The valid rows of a group's `parsed` (see `detector.ingest.batch`) as FLOW_COLUMNS + row_no +
+    file_idx, each with its file's load id; parts of one flow summed within their own file only."""
+    cols = ", ".join(c for c in FLOW_COLUMNS if c not in ("source", "load_id"))
+    rows = (f"({SUMMED_CANDIDATES_SQL.format(carry=', file_idx')})" if sum_parts
+            else "(SELECT * FROM parsed WHERE reject_reason IS NULL)")
+    literal = "'" + source.replace("'", "''") + "'"
+    return f"""SELECT {literal} AS source, {cols}, b.load_id, valid.row_no, file_idx
+               FROM {rows} valid JOIN batch_files b USING (file_idx)"""
