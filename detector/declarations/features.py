@@ -46,6 +46,15 @@ TARGET_KEYS: dict[str, list[str]] = {
     "tax_indicator": ["tax_type", "x_origin_indicator"],
     "hs6_mass": ["hs6", "net_weight_kg"],
 }
+# Coarser target encodings that still reach a line unlike any seen before (an HS6 code and net mass
+# never declared): the chapter or heading with the origin, the office route, the seller with the heading.
+TRANSFER_KEYS: dict[str, list[str]] = {
+    "hs4_origin": ["hs4", "origin"],
+    "hs2_origin": ["hs2", "origin"],
+    "office_route": ["origin", "consignment", "port"],
+    "seller_hs4": ["exporter_id", "hs4"],
+    "importer_hs4": ["importer_id", "hs4"],
+}
 # Counts of earlier lines (by date): name -> key expressions.
 COUNT_KEYS: dict[str, list[str]] = {
     "importer": ["importer_id"],
@@ -86,6 +95,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "route": ("route_share", "route_hs_share", "mode_hs_share", "route_new_for_importer"),
     # a repeat shipment: inspected past lines with the same HS6 code and net mass, and their fraud rate
     "repeat": ("te_hs6_mass", "te_hs6_mass_n"),
+    "transfer": tuple(f"te_{k}" for k in TRANSFER_KEYS),
 }
 
 
@@ -126,6 +136,15 @@ def _percentiles_sql() -> str:
     cols.append(f"""CASE WHEN luv IS NOT NULL THEN sum(w) OVER (PARTITION BY as_of, hs6 ORDER BY luv
                          RANGE BETWEEN {UV_NEAR} PRECEDING AND {UV_NEAR} FOLLOWING) END AS luv_near""")
     return f"""pct AS (SELECT source, declaration_id, {', '.join(cols)} FROM dist QUALIFY w = 0)"""
+
+
+def _pair_seen_sql() -> str:
+    """`pair_seen`: lines of earlier months with this line's HS6 code and net mass (labelled or not); 0 marks
+    a novel line, one the repeat-shipment memory cannot judge (the scorer's second model takes those)."""
+    return """pair_seen AS (SELECT l.source, l.declaration_id, count(p.period) AS n
+                          FROM lines l LEFT JOIN past p ON p.as_of = l.period AND p.hs6 = l.hs6
+                               AND p.net_weight_kg IS NOT DISTINCT FROM l.net_weight_kg
+                          GROUP BY ALL)"""
 
 
 def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
@@ -169,12 +188,13 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
                         UNION ALL
                         SELECT period, hs6, luv, lmass, lvalue, 0, source, declaration_id FROM lines)""",
             _percentiles_sql(),
+            _pair_seen_sql(),
             """controlled AS (SELECT l.source, l.declaration_id, min(w.commodity) AS commodity
                               FROM lines l JOIN watchlist w ON starts_with(l.hs_code, w.hs_prefix)
                               GROUP BY ALL)"""]
     select = ["l.*", "b.prior AS base_rate", "b.n_labels AS base_labels"]
     joins = ["JOIN base b ON b.period = l.period"]
-    for name, keys in TARGET_KEYS.items():
+    for name, keys in {**TARGET_KEYS, **TRANSFER_KEYS}.items():
         k = ", ".join(keys)
         on = " AND ".join(f"t.{c} IS NOT DISTINCT FROM l.{c}" for c in keys)
         ctes.append(f"""te_{name}_m AS (SELECT {k}, period, sum(label) AS s, count(*) AS n
@@ -232,6 +252,7 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
         "AND ti.x_origin_indicator IS NOT DISTINCT FROM l.x_origin_indicator",
         "LEFT JOIN tax_n tn ON tn.as_of = l.period AND tn.tax_type IS NOT DISTINCT FROM l.tax_type",
         "LEFT JOIN pref_rate pr ON pr.as_of = l.period AND pr.hs6 = l.hs6",
+        "JOIN pair_seen ps USING (source, declaration_id)",
     ]
     n_min = int(opts.min_norm_lines)
     select += [
@@ -279,6 +300,8 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
         "CASE WHEN hn.n > 0 THEN coalesce(rh.n, 0) / hn.n END AS route_hs_share",
         "CASE WHEN hn.n > 0 THEN coalesce(mh.n, 0) / hn.n END AS mode_hs_share",
         "CAST(c.cnt_importer > 0 AND c.cnt_importer_route = 0 AS INTEGER) AS route_new_for_importer",
+        "ps.n AS pair_seen_lines",
+        "CAST(ps.n = 0 AS INTEGER) AS novel",
     ]
     return ("WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(select) + "\nFROM lines l\n"
             + "\n".join(joins) + "\nORDER BY l.period, l.date, l.source, l.declaration_id")

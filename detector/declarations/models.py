@@ -2,7 +2,9 @@
 exploration share of the inspection budget, and reasons in words for every line.
 
 Supervised: for each scored month t, a model is trained on the labelled lines of months < t only
-and scores the lines of month t. Exploration: every k-th slot of the inspection order (k = 1 /
+and scores the lines of month t. A novel line (HS6 code and net mass never declared in an earlier month)
+is scored by a second model trained the way it is tested: on the labelled past lines that were novel
+in their own month, so it learns what transfers to unseen lines instead of leaning on repeat shipments. Exploration: every k-th slot of the inspection order (k = 1 /
 share, 10 % by default) goes to the next line of a second ranking, the unsupervised one or a seeded
 random permutation, so that any budget n % is ~90 % exploitation and ~10 % exploration (the
 customs-selection literature found pure exploitation decays under drift).
@@ -67,6 +69,7 @@ GROUP_OF = {
     **{f: "preference_use" for f in FAMILIES["preference"]},
     **{f: "route_rarity" for f in FAMILIES["route"]},
     **{f: "repeat" for f in FAMILIES["repeat"]},
+    **{f: "heading_rate" for f in FAMILIES["transfer"]},
 }
 
 
@@ -149,6 +152,9 @@ REASON_TEXT: dict[str, pl.Expr] = {
         + pl.col("te_hs6_mass_n").cast(pl.Int64).cast(pl.String) + pl.lit(" inspected past lines (fraud rate ")
         + _pct(pl.col("te_hs6_mass")) + pl.lit(")")
     ).otherwise(pl.lit("no inspected past line of HS ") + pl.col("hs6") + pl.lit(" with this net mass")),
+    "heading_rate": pl.lit("HS ") + pl.col("hs4") + pl.lit(" x ") + _country("origin") + pl.lit(" past fraud rate ")
+    + _pct(pl.col("te_hs4_origin")) + pl.lit(", office route ") + _pct(pl.col("te_office_route"))
+    + pl.lit(", seller on HS ") + pl.col("hs4") + pl.lit(" ") + _pct(pl.col("te_seller_hs4")),
     "other": pl.lit("declaration profile (") + pl.col("mode").fill_null("?") + pl.lit(" transport mode, import type ")
     + pl.col("x_import_type").fill_null("?") + pl.lit(")"),
 }
@@ -169,6 +175,8 @@ class ModelOptions:
     n_reasons: int = 3
     lgbm_params: dict = field(default_factory=dict)
     drop_features: tuple[str, ...] = ()  # model inputs left out (feature ablations)
+    novel_model: bool = True           # score novel lines with the model trained on past novel lines
+    novel_lgbm_params: dict = field(default_factory=dict)
 
     def __post_init__(self):
         check_model(self.unsupervised_model, UNSUPERVISED_MODEL_SETTING)
@@ -177,6 +185,17 @@ class ModelOptions:
 DEFAULT_LGBM = dict(objective="binary", num_leaves=63, learning_rate=0.03, n_estimators=600,
                     min_child_samples=30, subsample=0.8, subsample_freq=1, colsample_bytree=0.7,
                     reg_lambda=1.0, cat_smooth=10, min_data_per_group=50)
+
+
+# The novel-line model learns from fewer lines (about a third of the past ones): smaller trees.
+NOVEL_LGBM = dict(DEFAULT_LGBM, num_leaves=15, n_estimators=400, min_child_samples=50)
+NOVEL_REASON = "novel line (HS6 code and net mass never declared before); "
+
+
+def novel_training_lines(labelled: pl.DataFrame) -> pl.DataFrame:
+    """The labelled lines that were novel in their month and had labelled months before them: the
+    novel-line model's training set, shaped like the lines it scores (fraud rates known, no repeat)."""
+    return labelled.filter((pl.col("novel") == 1) & (pl.col("base_labels") > 0))
 
 
 def _category_codes(train: pl.DataFrame, df: pl.DataFrame) -> pl.DataFrame:
@@ -196,13 +215,13 @@ def _matrix(train: pl.DataFrame, df: pl.DataFrame, drop: tuple[str, ...] = ()) -
     return X.to_numpy().astype(np.float64), list(X.columns)
 
 
-def fit_supervised(train: pl.DataFrame, opts: ModelOptions):
+def fit_supervised(train: pl.DataFrame, opts: ModelOptions, params: dict | None = None):
     """LightGBM on the labelled training lines (deterministic: fixed seed, threads and column order)."""
     import lightgbm as lgb  # imported when a model is trained: every command would pay its import
 
     X, names = _matrix(train, train, opts.drop_features)
     y = train.get_column("label").to_numpy()
-    params = {**DEFAULT_LGBM, **opts.lgbm_params}
+    params = params or {**DEFAULT_LGBM, **opts.lgbm_params}
     model = lgb.LGBMClassifier(**params, random_state=opts.seed, n_jobs=1, deterministic=True,
                                force_row_wise=True, verbose=-1)
     model.fit(X, y, feature_name=names, categorical_feature=[c for c in CATEGORICAL if c in names])
@@ -336,9 +355,9 @@ def score_months(feats: pl.DataFrame, months, opts: ModelOptions, label_cutoff=N
         if supervised:
             key = (labelled.height, n_pos, str(labelled.get_column("period").max()))
             if key not in cache:
-                cache = {key: fit_supervised(labelled, opts)}
-            proba, contrib, names = predict_supervised(cache[key], labelled, cur, opts.drop_features)
-            score, reasons, method = proba, reasons_from(cur, contrib, names, opts.n_reasons), "lightgbm"
+                cache = {key: _fit_both(labelled, opts)}
+            score, reasons = _predict_both(cache[key], cur, opts)
+            method = "lightgbm"
         else:
             score, method = u_score, opts.unsupervised_model
             reasons = reasons_from(cur, np.where(u_z > 2.0, u_z, 0.0), u_names, opts.n_reasons)
@@ -353,6 +372,34 @@ def score_months(feats: pl.DataFrame, months, opts: ModelOptions, label_cutoff=N
                                     "score": pl.Float64, "explore_score": pl.Float64, "method": pl.String,
                                     "reasons": pl.String})
     return pl.concat(out)
+
+
+def _fit_both(labelled: pl.DataFrame, opts: ModelOptions) -> dict:
+    """The main model and, when past novel lines hold both classes, the novel-line model."""
+    models = {"main": (fit_supervised(labelled, opts), labelled)}
+    novel = novel_training_lines(labelled) if opts.novel_model else labelled.clear()
+    n_pos = int(novel.get_column("label").sum() or 0) if novel.height else 0
+    if novel.height >= opts.min_train_labels and 0 < n_pos < novel.height:
+        params = {**NOVEL_LGBM, **opts.novel_lgbm_params}
+        models["novel"] = (fit_supervised(novel, opts, params), novel)
+    return models
+
+
+def _predict_both(models: dict, cur: pl.DataFrame, opts: ModelOptions) -> tuple[np.ndarray, pl.Series]:
+    """Main-model probabilities and reasons, replaced on the novel lines by the novel-line model's."""
+    model, train = models["main"]
+    proba, contrib, names = predict_supervised(model, train, cur, opts.drop_features)
+    reasons = reasons_from(cur, contrib, names, opts.n_reasons)
+    is_novel = cur.get_column("novel").to_numpy() == 1
+    if "novel" not in models or not is_novel.any():
+        return proba, reasons
+    model, train = models["novel"]
+    novel = cur.filter(pl.Series(is_novel))
+    n_proba, n_contrib, n_names = predict_supervised(model, train, novel, opts.drop_features)
+    proba = proba.copy()
+    proba[is_novel] = n_proba
+    n_reasons = NOVEL_REASON + reasons_from(novel, n_contrib, n_names, opts.n_reasons)
+    return proba, reasons.clone().scatter(np.flatnonzero(is_novel), n_reasons)
 
 
 def rank_lines(scored: pl.DataFrame, opts: ModelOptions, by: str | None = "period") -> pl.DataFrame:

@@ -39,6 +39,8 @@ class Settings:
     min_flagged: int = field(default=2, metadata={"doc": "flagged lines an importer or route needs for an alert"})
     max_alerts: int = field(default=20, metadata={"doc": "alerts per month and kind (importer, route)"})
     trees: int = field(default=600, metadata={"doc": "LightGBM trees (learning rate 0.03, 63 leaves)"})
+    novel_model: bool = field(default=True, metadata={"doc": "score lines whose HS6 code and net mass were never "
+                                                             "declared before with a model trained on such lines"})
     source: str = field(default="", metadata={"doc": "score only this declarations source (empty: all)"})
 
 
@@ -48,7 +50,7 @@ def _options(settings: Settings) -> tuple[FeatureOptions, ModelOptions]:
             ModelOptions(mode=settings.mode, unsupervised_model=settings.unsupervised_model,
                          explore_share=settings.explore_share, explore_with=settings.explore_with,
                          seed=settings.seed, min_train_labels=settings.min_train_labels,
-                         lgbm_params={"n_estimators": settings.trees}))
+                         lgbm_params={"n_estimators": settings.trees}, novel_model=settings.novel_model))
 
 
 SCORED_SCHEMA = {"source": pl.String, "declaration_id": pl.String, "period": pl.Date,
