@@ -128,13 +128,15 @@ def _percentiles_sql() -> str:
     return f"""pct AS (SELECT source, declaration_id, {', '.join(cols)} FROM dist QUALIFY w = 0)"""
 
 
-def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
-    """The whole feature pipeline as one WITH query over `declarations` rows matching `where`."""
+def features_sql(opts: FeatureOptions, where: str = "TRUE", target: str = "TRUE") -> str:
+    """The whole feature pipeline as one WITH query over `declarations` rows matching `where`, giving
+    the features of those also matching `target` (e.g. one month: the rest is only their past)."""
     cutoff = f"DATE '{opts.label_cutoff.isoformat()}'" if opts.label_cutoff else "DATE '9999-12-31'"
     m = float(opts.smoothing)
     hubs = "[" + ", ".join(f"'{h}'" for h in opts.hubs) + "]"
     ctes = [f"lines AS ({_lines_sql(where)})",
-            "months AS (SELECT DISTINCT period FROM lines)",
+            f"targets AS (SELECT * FROM lines WHERE {target})",
+            "months AS (SELECT DISTINCT period FROM targets)",
             # past lines as of each month: the basis of every norm
             "past AS (SELECT m.period AS as_of, l.* FROM months m JOIN lines l ON l.period < m.period)",
             f"""labelled AS (SELECT * FROM lines WHERE label IS NOT NULL AND period < {cutoff})""",
@@ -167,10 +169,10 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
             """dist AS (SELECT as_of, hs6, luv, lmass, lvalue, 1 AS w, NULL AS source, NULL AS declaration_id
                         FROM past
                         UNION ALL
-                        SELECT period, hs6, luv, lmass, lvalue, 0, source, declaration_id FROM lines)""",
+                        SELECT period, hs6, luv, lmass, lvalue, 0, source, declaration_id FROM targets)""",
             _percentiles_sql(),
             """controlled AS (SELECT l.source, l.declaration_id, min(w.commodity) AS commodity
-                              FROM lines l JOIN watchlist w ON starts_with(l.hs_code, w.hs_prefix)
+                              FROM targets l JOIN watchlist w ON starts_with(l.hs_code, w.hs_prefix)
                               GROUP BY ALL)"""]
     select = ["l.*", "b.prior AS base_rate", "b.n_labels AS base_labels"]
     joins = ["JOIN base b ON b.period = l.period"]
@@ -180,7 +182,7 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
         ctes.append(f"""te_{name}_m AS (SELECT {k}, period, sum(label) AS s, count(*) AS n
                                       FROM labelled GROUP BY ALL)""")
         ctes.append(f"""te_{name} AS (SELECT q.{', q.'.join(keys)}, q.period, sum(m.s) AS s, sum(m.n) AS n
-                                    FROM (SELECT DISTINCT {k}, period FROM lines) q
+                                    FROM (SELECT DISTINCT {k}, period FROM targets) q
                                     JOIN te_{name}_m m ON {' AND '.join(f'm.{c} IS NOT DISTINCT FROM q.{c}' for c in keys)}
                                          AND m.period < q.period
                                     GROUP BY ALL)""")
@@ -280,7 +282,7 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
         "CASE WHEN hn.n > 0 THEN coalesce(mh.n, 0) / hn.n END AS mode_hs_share",
         "CAST(c.cnt_importer > 0 AND c.cnt_importer_route = 0 AS INTEGER) AS route_new_for_importer",
     ]
-    return ("WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(select) + "\nFROM lines l\n"
+    return ("WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(select) + "\nFROM targets l\n"
             + "\n".join(joins) + "\nORDER BY l.period, l.date, l.source, l.declaration_id")
 
 

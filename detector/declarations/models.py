@@ -17,7 +17,8 @@ import polars as pl
 
 from detector import robust
 from detector.declarations.features import CATEGORICAL, FAMILIES
-from detector.outliers import check_model, pyod_model, tail_share
+from detector.declarations.monthly_features import BATCH_LINES, MonthlyFeatures
+from detector.outliers import check_model, fitted_scores, tail_share
 
 # Numeric model inputs.
 NUMERIC = (
@@ -179,29 +180,38 @@ DEFAULT_LGBM = dict(objective="binary", num_leaves=63, learning_rate=0.03, n_est
                     reg_lambda=1.0, cat_smooth=10, min_data_per_group=50)
 
 
-def _category_codes(train: pl.DataFrame, df: pl.DataFrame) -> pl.DataFrame:
-    """Categorical columns as integer codes fixed by the training lines (sorted values; unseen = null)."""
-    out = []
+def category_codes(train: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Per categorical column, its integer codes fixed by the training lines (sorted values)."""
+    out = {}
     for c in CATEGORICAL:
         values = train.get_column(c).drop_nulls().unique().sort()
-        mapping = pl.DataFrame({c: values, f"{c}__code": pl.int_range(len(values), eager=True).cast(pl.Int32)})
-        out.append(df.select(c).join(mapping, on=c, how="left", maintain_order="left")[f"{c}__code"].alias(c))
-    return pl.DataFrame(out)
+        out[c] = pl.DataFrame({c: values, f"{c}__code": pl.int_range(len(values), eager=True).cast(pl.Int32)})
+    return out
 
 
-def _matrix(train: pl.DataFrame, df: pl.DataFrame, drop: tuple[str, ...] = ()) -> tuple[np.ndarray, list[str]]:
-    cats = _category_codes(train, df).drop([c for c in drop if c in CATEGORICAL])
+def _category_columns(codes: dict[str, pl.DataFrame], df: pl.DataFrame) -> pl.DataFrame:
+    """The categorical columns of `df` as their training codes (unseen = null)."""
+    return pl.DataFrame([df.select(c).join(mapping, on=c, how="left", maintain_order="left")[f"{c}__code"].alias(c)
+                         for c, mapping in codes.items()])
+
+
+def input_names(drop: tuple[str, ...] = ()) -> list[str]:
+    """The model's input columns, in order: numeric, then categorical."""
+    return [c for c in NUMERIC if c not in drop] + [c for c in CATEGORICAL if c not in drop]
+
+
+def _inputs(codes: dict[str, pl.DataFrame], df: pl.DataFrame, drop: tuple[str, ...] = ()
+            ) -> tuple[np.ndarray, list[str]]:
+    cats = _category_columns(codes, df).drop([c for c in drop if c in CATEGORICAL])
     nums = df.select([pl.col(c).cast(pl.Float64) for c in NUMERIC if c not in drop])
     X = pl.concat([nums, cats], how="horizontal")
-    return X.to_numpy().astype(np.float64), list(X.columns)
+    return X.to_numpy().astype(np.float64, copy=False), list(X.columns)
 
 
-def fit_supervised(train: pl.DataFrame, opts: ModelOptions):
-    """LightGBM on the labelled training lines (deterministic: fixed seed, threads and column order)."""
+def _fit(X: np.ndarray, y: np.ndarray, names: list[str], opts: ModelOptions):
+    """LightGBM on a training matrix (deterministic: fixed seed, threads and column order)."""
     import lightgbm as lgb  # imported when a model is trained: every command would pay its import
 
-    X, names = _matrix(train, train, opts.drop_features)
-    y = train.get_column("label").to_numpy()
     params = {**DEFAULT_LGBM, **opts.lgbm_params}
     model = lgb.LGBMClassifier(**params, random_state=opts.seed, n_jobs=1, deterministic=True,
                                force_row_wise=True, verbose=-1)
@@ -209,10 +219,37 @@ def fit_supervised(train: pl.DataFrame, opts: ModelOptions):
     return model
 
 
-def predict_supervised(model, train: pl.DataFrame, df: pl.DataFrame, drop: tuple[str, ...] = ()
+def fit_supervised(train: pl.DataFrame, opts: ModelOptions):
+    """LightGBM on the labelled training lines of a frame; returns (model, category codes)."""
+    codes = category_codes(train)
+    X, names = _inputs(codes, train, opts.drop_features)
+    return _fit(X, train.get_column("label").to_numpy(), names, opts), codes
+
+
+def fit_from_months(store: MonthlyFeatures, months: list, opts: ModelOptions):
+    """LightGBM on the labelled lines of `months`, read one month at a time into one preallocated
+    matrix (the training set's features are never all held as a frame); returns (model, codes)."""
+    codes = category_codes(store.read(months, list(CATEGORICAL), labelled=True))
+    names = input_names(opts.drop_features)
+    wanted = list(dict.fromkeys([*names, "label"]))
+    n = sum(store.read([m], ["label"], labelled=True).height for m in months)
+    X = np.empty((n, len(names)))
+    labels, row = [], 0
+    for month in months:
+        part = store.read([month], wanted, labelled=True)
+        X[row:row + part.height], _ = _inputs(codes, part, opts.drop_features)
+        labels.append(part.get_column("label").to_numpy())
+        row += part.height
+        del part
+    return _fit(X, np.concatenate(labels), names, opts), codes
+
+
+def predict_supervised(fitted, df: pl.DataFrame, drop: tuple[str, ...] = ()
                        ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Probabilities and per-feature contributions (log-odds, SHAP-style) for `df`."""
-    X, names = _matrix(train, df, drop)
+    """Probabilities and per-feature contributions (log-odds, SHAP-style) for `df`; `fitted` is
+    (model, category codes) as the fit functions return it."""
+    model, codes = fitted
+    X, names = _inputs(codes, df, drop)
     proba = model.booster_.predict(X)
     contrib = model.booster_.predict(X, pred_contrib=True)[:, :-1]
     return proba, contrib, names
@@ -242,9 +279,9 @@ def unsupervised_scores(fit_df: pl.DataFrame, df: pl.DataFrame, opts: ModelOptio
     med, scale = _robust(fit)
     fit_f = np.where(np.isnan(fit), med, fit)
     cur_f = np.where(np.isnan(cur), med, cur)
-    model = pyod_model(opts.unsupervised_model, opts.seed, UNSUPERVISED_MODEL_SETTING)
-    model.fit(fit_f)
-    calibrated = 1.0 - tail_share(model.decision_function(fit_f), model.decision_function(cur_f))
+    fit_scores, cur_scores = fitted_scores(opts.unsupervised_model, opts.seed, UNSUPERVISED_MODEL_SETTING,
+                                           fit_f, fit_f, cur_f)
+    calibrated = 1.0 - tail_share(fit_scores, cur_scores)
     z = (cur_f - med) / scale
     direction = np.array([UNSUPERVISED[n] for n in names], dtype=float)
     oriented = np.where(direction == 0, np.abs(z), z * direction)
@@ -311,42 +348,58 @@ def _zero_based_rank(score: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
     return pos
 
 
-def score_months(feats: pl.DataFrame, months, opts: ModelOptions, label_cutoff=None) -> pl.DataFrame:
+def score_months(feats: pl.DataFrame | MonthlyFeatures, months, opts: ModelOptions, label_cutoff=None,
+                 batch_lines: int = BATCH_LINES) -> pl.DataFrame:
     """Score the lines of each month in `months` from lines (and labels) of earlier months only.
 
     Returns source, declaration_id, period, score (0..1), model_score, explore_score, method, reasons.
     Training labels are those of months < t (and < `label_cutoff` when given, which must match the
     feature table's); a month with too few labelled past lines falls back to the unsupervised model.
+    `feats` is the feature table, whole or by month; a month is scored `batch_lines` lines at a time
+    (the scores do not depend on it), the unsupervised model on its 18 inputs at once.
     """
+    store = feats if isinstance(feats, MonthlyFeatures) else MonthlyFeatures.from_frame(feats)
     out = []
     cache: dict = {}
     for month in months:
-        cur = feats.filter(pl.col("period") == month)
-        if cur.height == 0:
+        if store.height(month) == 0:
             continue
-        past = feats.filter(pl.col("period") < month)
-        labelled = past.filter(pl.col("label").is_not_null())
-        if label_cutoff is not None:
-            labelled = labelled.filter(pl.col("period") < label_cutoff)
-        n_pos = int(labelled.get_column("label").sum() or 0) if labelled.height else 0
+        past = [m for m in store.months if m < month]
+        train = [m for m in past if label_cutoff is None or m < label_cutoff]
+        labels = store.read(train, ["period", "label"], labelled=True) if train else pl.DataFrame()
+        n_pos = int(labels.get_column("label").sum() or 0) if labels.height else 0
         supervised = opts.mode == "supervised" or (
-            opts.mode == "auto" and labelled.height >= opts.min_train_labels and 0 < n_pos < labelled.height)
-        fit_df = past if past.height >= 50 else cur
-        u_score, u_z, u_names = unsupervised_scores(fit_df, cur, opts)
+            opts.mode == "auto" and labels.height >= opts.min_train_labels and 0 < n_pos < labels.height)
+        fit_months = past if sum(store.height(m) for m in past) >= 50 else [month]
+        u_score, u_z, u_names = unsupervised_scores(store.read(fit_months, list(UNSUPERVISED)),
+                                                    store.read([month], list(UNSUPERVISED)), opts)
         if supervised:
-            key = (labelled.height, n_pos, str(labelled.get_column("period").max()))
+            key = (labels.height, n_pos, str(labels.get_column("period").max() if labels.height else None))
             if key not in cache:
-                cache = {key: fit_supervised(labelled, opts)}
-            proba, contrib, names = predict_supervised(cache[key], labelled, cur, opts.drop_features)
-            score, reasons, method = proba, reasons_from(cur, contrib, names, opts.n_reasons), "lightgbm"
+                cache = {}  # one model held at a time
+                cache = {key: fit_from_months(store, train, opts)}
+            method = "lightgbm"
         else:
             score, method = u_score, opts.unsupervised_model
-            reasons = reasons_from(cur, np.where(u_z > 2.0, u_z, 0.0), u_names, opts.n_reasons)
-        out.append(cur.select("source", "declaration_id", "period").with_columns(
+        del labels
+        scores, reasons, ids, row = [], [], [], 0
+        for batch in store.batches(month, batch_lines):
+            if supervised:
+                proba, contrib, names = predict_supervised(cache[key], batch, opts.drop_features)
+                scores.append(proba)
+                reasons.append(reasons_from(batch, contrib, names, opts.n_reasons))
+            else:
+                z = u_z[row:row + batch.height]
+                reasons.append(reasons_from(batch, np.where(z > 2.0, z, 0.0), u_names, opts.n_reasons))
+            ids.append(batch.select("source", "declaration_id", "period"))
+            row += batch.height
+        if supervised:
+            score = np.concatenate(scores)
+        out.append(pl.concat(ids).with_columns(
             score=pl.Series(score, dtype=pl.Float64),
             explore_score=pl.Series(u_score, dtype=pl.Float64),
             method=pl.lit(method),
-            reasons=reasons,
+            reasons=pl.concat(reasons),
         ))
     if not out:
         return pl.DataFrame(schema={"source": pl.String, "declaration_id": pl.String, "period": pl.Date,
