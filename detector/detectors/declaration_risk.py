@@ -43,6 +43,9 @@ class Settings:
     source: str = field(default="", metadata={"doc": "score only this declarations source (empty: all)"})
     batch_lines: int = field(default=BATCH_LINES, metadata={"doc": "lines scored at a time (bounds memory; "
                                                                    "the scores do not depend on it)"})
+    explain_share: float = field(default=0.10, metadata={"doc": "share of a month's lines, from the top of the "
+                                                                "inspection order, given LightGBM reasons (at least "
+                                                                "budget_share; 1: all lines, about 20 ms a line)"})
 
 
 def _options(settings: Settings) -> tuple[FeatureOptions, ModelOptions]:
@@ -70,7 +73,9 @@ def _scored(baselines: Baselines, window: Window, settings: Settings) -> tuple[M
     months = [m for m in feats.months if m >= window.start]
     if not months:  # no declarations in the window
         return feats, pl.DataFrame(schema=SCORED_SCHEMA)
-    scored = rank_lines(score_months(feats, months, mopts, batch_lines=settings.batch_lines), mopts, by="period")
+    explain = max(settings.explain_share, settings.budget_share)  # the flagged lines' reasons go into the alerts
+    scored = rank_lines(score_months(feats, months, mopts, batch_lines=settings.batch_lines,
+                                     explain_share=None if explain >= 1 else explain), mopts, by="period")
     return feats, scored
 
 
