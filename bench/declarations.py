@@ -166,10 +166,13 @@ def profile(db: Path) -> None:
                                       f"period <= DATE '{SCORED_MONTH.isoformat()}'")
         step(f"feature build ({len(feats.months)} months, one query each)")
         timings: dict[str, float] = {}
-        scored = score_months(feats, [SCORED_MONTH], mopts, batch_lines=settings.batch_lines, timings=timings)
+        scored = score_months(feats, [SCORED_MONTH], mopts, batch_lines=settings.batch_lines, timings=timings,
+                              explain_share=max(settings.explain_share, settings.budget_share))
+        explained = max(settings.explain_share, settings.budget_share)
         for name, label in (("unsupervised", "unsupervised model (ECOD, exploration ranking)"),
                             ("training", "LightGBM training on the labelled history"),
-                            ("scoring", f"scoring and reasons, {settings.batch_lines:,} lines a batch")):
+                            ("scoring", f"scoring, {settings.batch_lines:,} lines a batch"),
+                            ("reasons", f"reasons (TreeSHAP) for the top {explained:.0%} of the order")):
             step(label, timings.get(name, 0.0))
         clock = time.perf_counter()
         ranked = rank_lines(scored, mopts, by="period")
