@@ -48,7 +48,8 @@ class MonthlyFeatures:
                                       "current_setting('disabled_optimizers')").fetchall()[0]
         con.execute("SET enable_progress_bar = false")  # a long query would draw a bar on the terminal
         # DuckDB would build hash tables on the month's wide lines rather than on the small norms and rates
-        # joined to them (one per LEFT JOIN): a month of 100,000 lines then needs over 1 GB, with it ~0.3 GB
+        # joined to them (one per LEFT JOIN): a month of 100,000 lines then failed at a 1 GB limit; without
+        # that flip the bench's month of 1M lines against 1.2M past lines passes at 1 GB
         con.execute(f"SET disabled_optimizers = '{','.join(filter(None, [disabled, 'build_side_probe_side']))}'")
         parts = {}
         try:
