@@ -11,8 +11,10 @@ something to learn. The history holds the inspected lines of each past month (`-
 customs service inspecting about a tenth of its lines); the scored month holds `--lines` new lines
 without labels. Steps: ingest of the history, ingest of the month, and `detector run --detector
 declaration_risk` for that month (features over every line, LightGBM trained on the history, scores,
-reasons, roll-up alerts and the per-line scores stored). The results go into their own section of
-the results file.
+reasons, roll-up alerts and the per-line scores stored), then the same scoring again with its steps
+timed one by one in one process (`--profile DB`: lines exported, features month by month, the
+unsupervised model, LightGBM training, scoring in batches, ranking and roll-up, storing), each with
+the process's peak RSS so far. The results go into their own section of the results file.
 """
 
 from __future__ import annotations
@@ -134,6 +136,58 @@ def run_step(cmd: list[str], env: dict) -> tuple[float, int, str | None]:
     return seconds, usage.ru_maxrss * 1024, failed
 
 
+def profile(db: Path) -> None:
+    """The scoring of the bench month step by step in this process: one line per step, seconds and the
+    peak RSS so far (DuckDB's memory is in the process too)."""
+    import resource
+
+    from detector.declarations.models import rank_lines, score_months
+    from detector.declarations.monthly_features import MonthlyFeatures
+    from detector.detectors import declaration_risk
+    from detector.months import Window
+    from detector.runner import open_baselines
+    from detector.warehouse import Warehouse
+
+    clock = time.perf_counter()
+
+    def step(name: str, seconds: float | None = None) -> None:
+        nonlocal clock
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(f"STEP|{name}|{seconds if seconds is not None else time.perf_counter() - clock:.1f}|{peak}", flush=True)
+        clock = time.perf_counter()
+
+    wh = Warehouse.open(db)
+    window = Window(SCORED_MONTH, SCORED_MONTH)
+    settings = declaration_risk.Settings()
+    fopts, mopts = declaration_risk._options(settings)
+    with open_baselines(wh, window, partitioned=False) as lines, wh.lend_memory():
+        step("declaration lines exported to Parquet")
+        feats = MonthlyFeatures.build(lines.connection(), fopts, lines.folder / "features",
+                                      f"period <= DATE '{SCORED_MONTH.isoformat()}'")
+        step(f"feature build ({len(feats.months)} months, one query each)")
+        timings: dict[str, float] = {}
+        scored = score_months(feats, [SCORED_MONTH], mopts, batch_lines=settings.batch_lines, timings=timings,
+                              explain_share=max(settings.explain_share, settings.budget_share))
+        explained = max(settings.explain_share, settings.budget_share)
+        for name, label in (("unsupervised", "unsupervised model (ECOD, exploration ranking)"),
+                            ("training", "LightGBM training on the labelled history"),
+                            ("scoring", f"scoring, {settings.batch_lines:,} lines a batch"),
+                            ("reasons", f"reasons (TreeSHAP) for the top {explained:.0%} of the order")):
+            step(label, timings.get(name, 0.0))
+        clock = time.perf_counter()
+        ranked = rank_lines(scored, mopts, by="period")
+        alerts = declaration_risk._alerts(feats, ranked, settings)
+        step(f"ranking and roll-up ({alerts.height} alerts)")
+        per_line = declaration_risk._lines(ranked).with_columns(run_id=pl.lit("bench"))
+        with wh.transaction() as con:
+            con.execute("DELETE FROM declaration_scores WHERE period = ?", [SCORED_MONTH])
+            con.register("per_line", per_line)
+            con.execute("INSERT INTO declaration_scores BY NAME SELECT * FROM per_line")
+            con.unregister("per_line")
+        step(f"storing the {per_line.height:,} per-line scores")
+    wh.close()
+
+
 def machine() -> str:
     import duckdb
     import lightgbm
@@ -164,7 +218,11 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     ap.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
     ap.add_argument("--work", type=Path, default=None, help="folder for the warehouse (default: a temporary one)")
+    ap.add_argument("--profile", type=Path, default=None, help=argparse.SUPPRESS)  # the timed steps, on this warehouse
     args = ap.parse_args(argv)
+    if args.profile:
+        profile(args.profile)
+        return
     history, month = generate(args.data, args.lines, args.history_months, args.history_lines)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory(dir=args.work) as work:
@@ -179,7 +237,7 @@ def main(argv=None) -> None:
              [*cli, "run", "--detector", "declaration_risk", "--from", f"{SCORED_MONTH:%Y-%m}",
               "--to", f"{SCORED_MONTH:%Y-%m}"], args.lines),
         ]
-        rows = []
+        rows, detail = [], []
         for label, cmd, n in steps:
             seconds, peak, failed = run_step(cmd, env)
             print(f"{label}: {seconds:.1f} s, peak RSS {peak / 2**20:,.0f} MiB{' FAILED: ' + failed if failed else ''}",
@@ -188,6 +246,14 @@ def main(argv=None) -> None:
             rows.append(f"| {label} | {seconds:.1f} s | {rate} | {peak / 2**20:,.0f} MiB |")
             if failed:
                 break
+        else:
+            text = subprocess.run([sys.executable, __file__, "--profile", str(db)], env=env, capture_output=True,
+                                  text=True).stdout
+            for line in text.splitlines():
+                if line.startswith("STEP|"):
+                    _, name, seconds, peak = line.split("|")
+                    print(f"  {name}: {seconds} s, peak RSS so far {int(peak) / 2**20:,.0f} MiB", flush=True)
+                    detail.append(f"| {name} | {seconds} s | {int(peak) / 2**20:,.0f} MiB |")
     text = "\n".join([
         SECTION, "",
         f"Generated by `make bench-declarations` (`bench/declarations.py`): {args.lines:,} new customs lines of "
@@ -195,7 +261,10 @@ def main(argv=None) -> None:
         f"{args.history_lines:,} labelled lines each (the inspected lines of a service inspecting about a tenth); "
         "each step in its own process, timed whole, with that process's peak RSS.", "",
         f"Machine: {machine()}.", "",
-        "| Step | Time | Lines/s | Peak RSS |", "|---|---:|---:|---:|", *rows, ""])
+        "| Step | Time | Lines/s | Peak RSS |", "|---|---:|---:|---:|", *rows, "",
+        *(["The run's scoring again, step by step in one process (`bench/declarations.py --profile DB`), with the "
+           "process's peak RSS so far after each step:", "",
+           "| Step of the scoring | Time | Peak RSS so far |", "|---|---:|---:|", *detail, ""] if detail else [])])
     write_section(args.out, text)
 
 

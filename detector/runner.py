@@ -186,8 +186,8 @@ def _detect(wh: Warehouse, scope: Scope, chosen: list, settings: Settings, worke
         result.seconds[name] = result.seconds.get(name, 0.0) + time.perf_counter() - t0
     tables: dict[str, pl.DataFrame] = {}
     others = [s for s in chosen if not s.partitioned]
-    if others:  # declaration lines: not cut by HS code, scored here
-        with baselines.for_declarations(wh, scope) as lines:
+    if others:  # declaration lines: not cut by HS code, scored here (their arrays live on the Python side)
+        with baselines.for_declarations(wh, scope) as lines, wh.lend_memory():
             for spec in others:
                 t0 = time.perf_counter()
                 if spec.detect_with_tables is not None:

@@ -23,5 +23,8 @@ def test_declaration_bench_times_each_step_into_its_own_section(tmp_path):
     for step in ("ingest declarations: history (12 x 600 labelled lines)", "ingest declarations: the month (3,000",
                  "run --detector declaration_risk for 2025-01"):
         assert f"| {step}" in text, step
+    for step in ("feature build (13 months, one query each)", "LightGBM training on the labelled history",
+                 "scoring, 50,000 lines a batch", "reasons (TreeSHAP) for the top 10% of the order", "storing the 3,000 per-line scores"):  # the scoring's steps, timed apart
+        assert f"| {step}" in text, step
     month = next((tmp_path / "data").glob("declarations_month_*.csv")).read_text().splitlines()
     assert len(month) == 3001 and "Fraud" not in month[0] and month[1].startswith("2501-00000000,2025-01-")

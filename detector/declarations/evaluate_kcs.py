@@ -104,7 +104,7 @@ def novel_ablation(feats: pl.DataFrame) -> pl.DataFrame:
     out = []
     for name, drop in _ablation_rows():
         opts = ModelOptions(drop_features=drop)
-        score = predict_supervised(fit_supervised(train, opts, NOVEL_LGBM), train, novel, drop)[0]
+        score = predict_supervised(fit_supervised(train, opts, NOVEL_LGBM), novel, drop, contributions=False)[0]
         out.append({"model": name, "novel_precision@5%": at_budget(score, y, 5)[0],
                     "novel_roc_auc": roc_auc(score, y)})
     return pl.DataFrame(out)
@@ -140,7 +140,7 @@ def upper_bound(feats: pl.DataFrame, folds: int = 5, seeds: tuple[int, ...] = (0
             score = np.zeros(pool.height)
             for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y):
                 model = fit_supervised(pool[fit], ModelOptions(seed=seed), NOVEL_LGBM)
-                score[held] = predict_supervised(model, pool[fit], pool[held])[0]
+                score[held] = predict_supervised(model, pool[held], contributions=False)[0]
             out.append({"model": name, "seed": seed,
                         "novel_precision@5%": at_budget(score[valid], y[valid], 5)[0],
                         "novel_roc_auc": roc_auc(score[valid], y[valid])})

@@ -142,18 +142,20 @@ def _pair_seen_sql() -> str:
     """`pair_seen`: lines of earlier months with this line's HS6 code and net mass (labelled or not); 0 marks
     a novel line, one the repeat-shipment memory cannot judge (the scorer's second model takes those)."""
     return """pair_seen AS (SELECT l.source, l.declaration_id, count(p.period) AS n
-                          FROM lines l LEFT JOIN past p ON p.as_of = l.period AND p.hs6 = l.hs6
+                          FROM targets l LEFT JOIN past p ON p.as_of = l.period AND p.hs6 = l.hs6
                                AND p.net_weight_kg IS NOT DISTINCT FROM l.net_weight_kg
                           GROUP BY ALL)"""
 
 
-def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
-    """The whole feature pipeline as one WITH query over `declarations` rows matching `where`."""
+def features_sql(opts: FeatureOptions, where: str = "TRUE", target: str = "TRUE") -> str:
+    """The whole feature pipeline as one WITH query over `declarations` rows matching `where`, giving
+    the features of those also matching `target` (e.g. one month: the rest is only their past)."""
     cutoff = f"DATE '{opts.label_cutoff.isoformat()}'" if opts.label_cutoff else "DATE '9999-12-31'"
     m = float(opts.smoothing)
     hubs = "[" + ", ".join(f"'{h}'" for h in opts.hubs) + "]"
     ctes = [f"lines AS ({_lines_sql(where)})",
-            "months AS (SELECT DISTINCT period FROM lines)",
+            f"targets AS (SELECT * FROM lines WHERE {target})",
+            "months AS (SELECT DISTINCT period FROM targets)",
             # past lines as of each month: the basis of every norm
             "past AS (SELECT m.period AS as_of, l.* FROM months m JOIN lines l ON l.period < m.period)",
             f"""labelled AS (SELECT * FROM lines WHERE label IS NOT NULL AND period < {cutoff})""",
@@ -186,11 +188,11 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
             """dist AS (SELECT as_of, hs6, luv, lmass, lvalue, 1 AS w, NULL AS source, NULL AS declaration_id
                         FROM past
                         UNION ALL
-                        SELECT period, hs6, luv, lmass, lvalue, 0, source, declaration_id FROM lines)""",
+                        SELECT period, hs6, luv, lmass, lvalue, 0, source, declaration_id FROM targets)""",
             _percentiles_sql(),
             _pair_seen_sql(),
             """controlled AS (SELECT l.source, l.declaration_id, min(w.commodity) AS commodity
-                              FROM lines l JOIN watchlist w ON starts_with(l.hs_code, w.hs_prefix)
+                              FROM targets l JOIN watchlist w ON starts_with(l.hs_code, w.hs_prefix)
                               GROUP BY ALL)"""]
     select = ["l.*", "b.prior AS base_rate", "b.n_labels AS base_labels"]
     joins = ["JOIN base b ON b.period = l.period"]
@@ -200,7 +202,7 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
         ctes.append(f"""te_{name}_m AS (SELECT {k}, period, sum(label) AS s, count(*) AS n
                                       FROM labelled GROUP BY ALL)""")
         ctes.append(f"""te_{name} AS (SELECT q.{', q.'.join(keys)}, q.period, sum(m.s) AS s, sum(m.n) AS n
-                                    FROM (SELECT DISTINCT {k}, period FROM lines) q
+                                    FROM (SELECT DISTINCT {k}, period FROM targets) q
                                     JOIN te_{name}_m m ON {' AND '.join(f'm.{c} IS NOT DISTINCT FROM q.{c}' for c in keys)}
                                          AND m.period < q.period
                                     GROUP BY ALL)""")
@@ -303,7 +305,7 @@ def features_sql(opts: FeatureOptions, where: str = "TRUE") -> str:
         "ps.n AS pair_seen_lines",
         "CAST(ps.n = 0 AS INTEGER) AS novel",
     ]
-    return ("WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(select) + "\nFROM lines l\n"
+    return ("WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(select) + "\nFROM targets l\n"
             + "\n".join(joins) + "\nORDER BY l.period, l.date, l.source, l.declaration_id")
 
 

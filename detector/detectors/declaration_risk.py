@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from detector.baselines import Baselines
-from detector.declarations.features import FeatureOptions, build_features
+from detector.declarations.features import FeatureOptions
 from detector.declarations.models import ModelOptions, rank_lines, score_months
+from detector.declarations.monthly_features import BATCH_LINES, MonthlyFeatures
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 
 NAME = "declaration_risk"
@@ -42,6 +43,11 @@ class Settings:
     novel_model: bool = field(default=True, metadata={"doc": "score lines whose HS6 code and net mass were never "
                                                              "declared before with a model trained on such lines"})
     source: str = field(default="", metadata={"doc": "score only this declarations source (empty: all)"})
+    batch_lines: int = field(default=BATCH_LINES, metadata={"doc": "lines scored at a time (bounds memory; "
+                                                                   "the scores do not depend on it)"})
+    explain_share: float = field(default=0.10, metadata={"doc": "share of a month's lines, from the top of the "
+                                                                "inspection order, given LightGBM reasons (at least "
+                                                                "budget_share; 1: all lines, about 20 ms a line)"})
 
 
 def _options(settings: Settings) -> tuple[FeatureOptions, ModelOptions]:
@@ -57,18 +63,21 @@ SCORED_SCHEMA = {"source": pl.String, "declaration_id": pl.String, "period": pl.
                  "score": pl.Float64, "rank": pl.Int64, "reasons": pl.String}
 
 
-def _scored(baselines: Baselines, window: Window, settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _scored(baselines: Baselines, window: Window, settings: Settings) -> tuple[MonthlyFeatures, pl.DataFrame]:
+    """The features month by month (Parquet in the baselines' folder) and the ranked lines of the window."""
     if baselines.declarations is None:  # no declarations loaded (a warehouse of trade flows only)
-        return pl.DataFrame(), pl.DataFrame(schema=SCORED_SCHEMA)
+        return MonthlyFeatures({}), pl.DataFrame(schema=SCORED_SCHEMA)
     fopts, mopts = _options(settings)
     where = f"period <= DATE '{window.end.isoformat()}'"
     if settings.source:
         where += " AND source = '" + settings.source.replace("'", "''") + "'"
-    feats = build_features(baselines.connection(), fopts, where)
-    months = sorted(feats.filter(pl.col("period") >= window.start)["period"].unique().to_list())
+    feats = MonthlyFeatures.build(baselines.connection(), fopts, baselines.folder / "features", where)
+    months = [m for m in feats.months if m >= window.start]
     if not months:  # no declarations in the window
         return feats, pl.DataFrame(schema=SCORED_SCHEMA)
-    scored = rank_lines(score_months(feats, months, mopts), mopts, by="period")
+    explain = max(settings.explain_share, settings.budget_share)  # the flagged lines' reasons go into the alerts
+    scored = rank_lines(score_months(feats, months, mopts, batch_lines=settings.batch_lines,
+                                     explain_share=None if explain >= 1 else explain), mopts, by="period")
     return feats, scored
 
 
@@ -119,10 +128,17 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
     return detect_with_tables(baselines, window, settings)[0]
 
 
-def _alerts(feats: pl.DataFrame, scored: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+# The feature columns the roll-ups read.
+ROLL_UP_COLUMNS = ["source", "declaration_id", "period", "importer_id", "hs6", "origin", "consignment",
+                   "destination", "controlled_commodity"]
+
+
+def _alerts(feats: MonthlyFeatures, scored: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     if scored.height == 0:
         return empty_output()
-    lines = scored.join(feats, on=["source", "declaration_id", "period"], how="left").with_columns(
+    months = scored.get_column("period").unique().sort().to_list()
+    lines = scored.join(feats.read(months, ROLL_UP_COLUMNS), on=["source", "declaration_id", "period"],
+                        how="left").with_columns(
         flagged=pl.col("rank") <= (pl.len().over("period") * settings.budget_share).ceil(),
         month_rate=pl.col("score").mean().over("period"),
         destination=pl.col("destination").fill_null(""),
