@@ -359,19 +359,29 @@ def ingest_parts(csv_path: Path, db: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
+def data_rows(csv_path: Path) -> int:
+    """Rows of a CSV file below its header, counted by newlines in 16 MB reads."""
+    with open(csv_path, "rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 24), b"")) - 1
+
+
+def remove_warehouse(db: Path) -> None:
+    """The warehouse file, its WAL and its spill folder: each measured step starts from nothing."""
+    for p in (db, Path(f"{db}.wal")):
+        p.unlink(missing_ok=True)
+    shutil.rmtree(f"{db}.tmp", ignore_errors=True)
+
+
 def bench_ingest(rows: int, repeat: int, work: Path, data: Path, done) -> None:
     """`detector ingest comtrade` of the one big world file and of its ~600 reporter-year files,
     each against its floor: DuckDB's typed read_csv of the same file(s) into a table."""
     csv_path = generated(rows, data)
     files = split_world(csv_path)
-    with open(csv_path, "rb") as fh:
-        n = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 24), b"")) - 1
+    n = data_rows(csv_path)
     db = work / f"bench_ingest_{rows}.duckdb"
 
     def fresh():
-        for p in (db, Path(f"{db}.wal")):
-            p.unlink(missing_ok=True)
-        shutil.rmtree(f"{db}.tmp", ignore_errors=True)
+        remove_warehouse(db)
 
     list_file = work / "files.txt"
     list_file.write_text("\n".join(str(f) for f in files))
@@ -440,14 +450,11 @@ def measure(label: str, make_cmd, repeat: int, before=None) -> dict:
 def bench_scale(rows: int, repeat: int, work: Path, data: Path, pandas: bool, done) -> None:
     """Every step on the file of about `rows` rows; `done(result)` after each step."""
     csv_path = generated(rows, data)
-    with open(csv_path, "rb") as fh:
-        n = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 24), b"")) - 1
+    n = data_rows(csv_path)
     db = work / f"bench_{rows}.duckdb"
 
     def fresh():
-        for p in (db, Path(f"{db}.wal")):
-            p.unlink(missing_ok=True)
-        shutil.rmtree(f"{db}.tmp", ignore_errors=True)
+        remove_warehouse(db)
 
     print(f"{n:,} rows ({csv_path.stat().st_size / 1e6:,.0f} MB)", flush=True)
     steps = [("ingest comtrade", lambda: detector_cmd(db, "ingest", "comtrade", str(csv_path)), repeat, fresh),

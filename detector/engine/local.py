@@ -65,7 +65,10 @@ def detect_with_workers(wh, scope: Scope, names: list[str], settings: Settings, 
                         extra_pairs: tuple[str, ...] = ()) -> list[PartitionResult]:
     """The partitioned engine on `workers` local processes: the flows of each task's partitions
     are written as Parquet once, then every task builds its baselines and runs the detectors."""
-    from detector.engine.partitions import assign_buckets, partition_codes  # SciPy: only the partitioned engine
+    from detector.engine.partitions import (  # SciPy: only the partitioned engine
+        assign_buckets,
+        partition_codes,
+    )
 
     folder = wh.scratch() / "partitions"
     shutil.rmtree(folder, ignore_errors=True)

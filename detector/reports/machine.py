@@ -9,7 +9,6 @@ import polars as pl
 
 from detector.reports.leads import lead_alerts
 
-
 # The verdict columns a machine reader needs to route a lead: what was said, by whom, when, until when.
 VERDICT_COLUMNS = {"verdict": pl.String, "verdict_by": pl.String, "verdict_at": pl.Datetime("us"),
                    "verdict_until": pl.Date, "verdict_note": pl.String}
