@@ -129,23 +129,57 @@ JOIN (SELECT DISTINCT importer, period FROM corridor_months) d
 GROUP BY ALL
 """
 
-# How far the whole market of a code (or commodity) moved in a month: the median, over its
-# corridors with a year of history, of each corridor's log change against its trailing-year median
-# (value: lv - lv_med; weight: lw - lw_med, recovered from the robust z and its spread). A world-wide
-# price jump moves every corridor's value at once and so the median; one route's surge does not.
-# Only rises count (a market-wide fall, after a control say, is no reason to see surges), and only
-# with at least MARKET_MIN_CORRIDORS corridors. Columns: {key}, period, market_lv, market_lw (logs,
-# >= 0). `{series}`: corridor_stats or commodity_stats; `{where}`: an extra condition.
+# How far the whole market of a code (or commodity) moved in a month, beyond how it usually moves
+# and beyond the noise of its own estimate.
+# - A month's move is the median, over the code's corridors with trade and a year of history, of
+#   each corridor's log change against its trailing-year median (value: lv - lv_med; weight:
+#   lw - lw_med, recovered from the robust z and its spread), with at least MARKET_MIN_CORRIDORS
+#   corridors. A world-wide price jump moves every corridor at once and so the median; one route's
+#   surge does not.
+# - That median is not 0 in an ordinary month: a corridor that trades some months only is compared
+#   with a trailing median that counts its empty months as 0, so it looks up whenever it trades,
+#   and steady growth keeps every corridor above its past year. So the month's usual move, the
+#   median of the same statistic over the MARKET_USUAL_MONTHS before (at least MARKET_USUAL_MIN of
+#   them, else nothing), is taken off.
+# - A median over a few dozen noisy corridors wanders by chance: what is left counts only when it
+#   is at least MARKET_MIN_SE standard errors of that median (1.2533 x 1.4826 x MAD / sqrt(n)).
+#   A true market move is many of them; noise kept (and rises only) would lift every usual level.
+# Only rises count (a market-wide fall, after a control say, is no reason to see surges). Columns:
+# {key}, period, market_lv, market_lw (logs, >= 0). `{series}`: corridor_stats or commodity_stats
+# (or any relation with their columns); `{where}`: an extra condition.
 MARKET_MIN_CORRIDORS = 5
+MARKET_USUAL_MONTHS = 24
+MARKET_USUAL_MIN = 6
+MARKET_MIN_SE = 3.0
+MEDIAN_SE_PER_MAD = 1.2533 * 1.4826   # standard error of a median per MAD, times sqrt(n), under normal noise
+_LV_CHANGE = "z_value * " + sigma_sql("lv_mad", 0.15)
+_LW_CHANGE = "z_weight * " + sigma_sql("lw_mad", 0.15)
 MARKET_SQL = """
+WITH month_moves AS (
+    SELECT {key}, period,
+           CASE WHEN count(*) >= """ + str(MARKET_MIN_CORRIDORS) + """ THEN median(""" + _LV_CHANGE + """) END AS lv_move,
+           """ + str(MEDIAN_SE_PER_MAD) + """ * mad(""" + _LV_CHANGE + """) / sqrt(count(*)) AS lv_se,
+           CASE WHEN count(z_weight) >= """ + str(MARKET_MIN_CORRIDORS) + """ THEN median(""" + _LW_CHANGE + """) END AS lw_move,
+           """ + str(MEDIAN_SE_PER_MAD) + """ * mad(""" + _LW_CHANGE + """) / sqrt(count(z_weight)) AS lw_se
+    FROM {series}
+    WHERE usd > 0 AND n_hist >= 6 AND z_value IS NOT NULL {where}
+    GROUP BY ALL
+),
+beyond_usual AS (
+    SELECT {key}, period, lv_se, lw_se,
+           lv_move - CASE WHEN count(lv_move) OVER before >= """ + str(MARKET_USUAL_MIN) + """
+                          THEN median(lv_move) OVER before ELSE 0 END AS lv_excess,
+           lw_move - CASE WHEN count(lw_move) OVER before >= """ + str(MARKET_USUAL_MIN) + """
+                          THEN median(lw_move) OVER before ELSE 0 END AS lw_excess
+    FROM month_moves
+    WINDOW before AS (PARTITION BY {key} ORDER BY period
+                      RANGE BETWEEN INTERVAL """ + str(MARKET_USUAL_MONTHS) + """ MONTH PRECEDING
+                                AND INTERVAL 1 MONTH PRECEDING)
+)
 SELECT {key}, period,
-       CASE WHEN count(*) >= """ + str(MARKET_MIN_CORRIDORS) + """
-            THEN greatest(median(z_value * """ + sigma_sql("lv_mad", 0.15) + """), 0) ELSE 0 END AS market_lv,
-       CASE WHEN count(z_weight) >= """ + str(MARKET_MIN_CORRIDORS) + """
-            THEN greatest(median(z_weight * """ + sigma_sql("lw_mad", 0.15) + """), 0) ELSE 0 END AS market_lw
-FROM {series}
-WHERE usd > 0 AND n_hist >= 6 AND z_value IS NOT NULL {where}
-GROUP BY ALL
+       CASE WHEN lv_excess > 0 AND lv_excess >= """ + str(MARKET_MIN_SE) + """ * lv_se THEN lv_excess ELSE 0 END AS market_lv,
+       CASE WHEN lw_excess > 0 AND lw_excess >= """ + str(MARKET_MIN_SE) + """ * lw_se THEN lw_excess ELSE 0 END AS market_lw
+FROM beyond_usual
 """
 
 

@@ -20,7 +20,14 @@ import numpy as np
 import polars as pl
 
 from detector import scoring, trailing
-from detector.baselines import MARKET_MIN_CORRIDORS, Baselines
+from detector.baselines import (
+    MARKET_MIN_CORRIDORS,
+    MARKET_MIN_SE,
+    MARKET_USUAL_MIN,
+    MARKET_USUAL_MONTHS,
+    MEDIAN_SE_PER_MAD,
+    Baselines,
+)
 from detector.detectors._common import commodity, month, name_of, reporter_partner, usd
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output
 from detector.grid import BLOCK_CELLS, GridBlock
@@ -93,19 +100,29 @@ def _world_prices(baselines: Baselines) -> tuple[dict[str, int], np.ndarray]:
 
 
 def _code_market(block: GridBlock, change: np.ndarray) -> np.ndarray:
-    """Each cell's code-wide move that month (baselines.MARKET_SQL on the block's matrices): the
-    median of `change` over the code's corridors with trade and a year of history, rises only,
-    0 with fewer than MARKET_MIN_CORRIDORS corridors."""
+    """Each cell's code-wide move that month beyond the code's usual move and the noise of its
+    estimate (baselines.MARKET_SQL on the block's matrices)."""
     code = block.keys.select(pl.col("hs_code").rank("dense") - 1).to_series().to_numpy().astype(np.int64)
-    n_months = change.shape[1]
+    n_months, n_codes = change.shape[1], int(code.max(initial=-1)) + 1
     ok = (block["usd"] > 0) & (block["n_hist"] >= 6) & ~np.isnan(change)
     row, month_no = np.nonzero(ok)
     cells = pl.DataFrame({"cell": code[row] * n_months + month_no, "change": change[row, month_no]})
-    moved = (cells.group_by("cell").agg(pl.col("change").median(), pl.len())
+    moved = (cells.group_by("cell")
+             .agg(pl.col("change").median().alias("move"), pl.len(),
+                  (pl.col("change") - pl.col("change").median()).abs().median().alias("mad"))
              .filter(pl.col("len") >= MARKET_MIN_CORRIDORS))
-    market = np.zeros((int(code.max(initial=-1)) + 1) * n_months)
-    market[moved["cell"].to_numpy()] = np.fmax(moved["change"].to_numpy(), 0.0)
-    return market.reshape(-1, n_months)[code]
+    moves, se = np.full(n_codes * n_months, np.nan), np.zeros(n_codes * n_months)
+    moves[moved["cell"].to_numpy()] = moved["move"].to_numpy()
+    se[moved["cell"].to_numpy()] = (MEDIAN_SE_PER_MAD * moved["mad"] / moved["len"].cast(pl.Float64).sqrt()).to_numpy()
+    moves, se = moves.reshape(n_codes, n_months), se.reshape(n_codes, n_months)
+    before = np.lib.stride_tricks.sliding_window_view(
+        np.pad(moves, ((0, 0), (MARKET_USUAL_MONTHS, 0)), constant_values=np.nan), MARKET_USUAL_MONTHS, axis=1
+    )[:, :n_months]   # months t-24 .. t-1 for each t
+    enough = (~np.isnan(before)).sum(axis=2) >= MARKET_USUAL_MIN
+    usual = np.where(enough, np.nanmedian(np.where(enough[..., None], before, 0.0), axis=2), 0.0)
+    excess = np.nan_to_num(moves - usual, nan=0.0)
+    market = np.where((excess > 0) & (excess >= MARKET_MIN_SE * se), excess, 0.0)
+    return market[code]
 
 
 def _block_features(block: GridBlock, world: np.ndarray) -> dict[str, np.ndarray]:
