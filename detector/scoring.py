@@ -219,14 +219,18 @@ def control_fdr(alerts: pl.DataFrame, tests: pl.DataFrame, tested: dict[str, str
     """The alerts kept at a false discovery rate of `rate` per month, by weighted Benjamini-Hochberg
     over every test of the month (Genovese, Roeder & Wasserman 2006: p-values divided by weights
     that average 1 over all tests keep the FDR guarantee), on p-values calibrated to each
-    detector's empirical null that month (`null_scales`).
+    detector's empirical null that month (`null_scales`). A detector whose alerts that month are
+    too few to fit its own null (the rule detectors, watched-only detectors, small worlds) takes the
+    month's heaviest fitted scale of any detector: with no null of its own, its p-values are
+    trusted no more than the worst-calibrated detector's; with no fit at all that month, the theory's.
 
     `alerts`: detector output with `p_value` (NULL: not a test, always kept); `tests`: corridor-months
     tested per month (period, watched, n) over the whole run; `tested`: detector -> "scored" (it
     tests every scored corridor-month) or "watched" (the watched codes' ones). A month's tests are
     every detector's: watched-code tests weigh `watched_weight` times an unwatched code's, since the
-    watched commodities are where evasion is expected. The calibrated p_value, the null's scale and
-    the BH q-value (`fdr_q`) go into the evidence JSON; the column is dropped. `keep_watched`: the
+    watched commodities are where evasion is expected. The calibrated p_value, the null's scale,
+    where it came from (`null_from`: own, month, theory) and the BH q-value (`fdr_q`) go into the
+    evidence JSON; the column is dropped. `keep_watched`: the
     watched codes' alerts are kept whatever their q-value (the watchlist is the analysts' own list
     of suspicions; the rate governs the sweep over every other code). Rate 0: FDR off, every alert
     kept as it came (no tests counted, nothing added to the evidence)."""
@@ -243,12 +247,17 @@ def control_fdr(alerts: pl.DataFrame, tests: pl.DataFrame, tested: dict[str, str
         pl.col("m_watched").fill_null(0), pl.col("m_other").fill_null(0))
     tested_rows = pl.col("p_value").is_not_null() & pl.col("detector").is_in(list(tested))
     scales = null_scales(df.filter(tested_rows).select("detector", "period", "p_value"), m_d)
+    borrowed = scales.group_by("period").agg(pl.col("null_scale").max().alias("month_scale"))
     # weights average 1 over the month's tests
     unit = (pl.col("m_watched") + pl.col("m_other")) / (watched_weight * pl.col("m_watched") + pl.col("m_other"))
     weight = pl.when(pl.col("commodity").is_not_null()).then(watched_weight * unit).otherwise(unit)
     judged = (df.filter(tested_rows)
               .join(scales, on=["detector", "period"], how="left")
-              .with_columns(pl.col("null_scale").fill_null(1.0))
+              .join(borrowed, on="period", how="left")
+              .with_columns(pl.when(pl.col("null_scale").is_not_null()).then(pl.lit("own"))
+                            .when(pl.col("month_scale").is_not_null()).then(pl.lit("month"))
+                            .otherwise(pl.lit("theory")).alias("null_from"),
+                            pl.coalesce("null_scale", "month_scale", pl.lit(1.0)).alias("null_scale"))
               .with_columns(pl.col("p_value").alias("p_theory"),
                             _normal_sf(_normal_isf(pl.col("p_value")) / pl.col("null_scale")).alias("p_value"))
               .with_columns((pl.col("p_value") / weight).alias("_q"))
@@ -262,6 +271,7 @@ def control_fdr(alerts: pl.DataFrame, tests: pl.DataFrame, tested: dict[str, str
     prefix = pl.concat_str([pl.lit('{"p_value":'), pl.col("p_value").cast(pl.String),
                             pl.lit(',"p_theory":'), pl.col("p_theory").cast(pl.String),
                             pl.lit(',"null_scale":'), pl.col("null_scale").round(3).cast(pl.String),
+                            pl.lit(',"null_from":"'), pl.col("null_from"), pl.lit('"'),
                             pl.lit(',"fdr_q":'), pl.col("fdr_q").cast(pl.String)])
     body = pl.col("evidence").str.strip_chars_start("{")
     evidence = (pl.when(body == "}").then(pl.concat_str([prefix, pl.lit("}")]))
