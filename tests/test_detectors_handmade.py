@@ -1,6 +1,7 @@
 """Per detector: a small handmade case where it must fire, and the decoys where it must stay quiet."""
 
 import json
+import math
 
 import numpy as np
 import polars as pl
@@ -70,6 +71,11 @@ def test_third_country_surge_ranks_the_fed_hub_above_own_production_and_ignores_
     assert best["THA"] > 0.5
     assert best.get("MEX", 0) < 0.6 * best["THA"]   # its imports from China did not rise
     assert "KOR" not in best                        # January peaks every year are not surges
+    # the explanation names the level its ratio was taken against: tonnes where both months have them
+    top = df.sort("score", descending=True).row(0, named=True)
+    evidence = json.loads(top["evidence"])
+    assert evidence["ratio"] == pytest.approx(evidence["kg_row"] / (evidence["kg_expected"] * math.exp(evidence["market_lw"])))
+    assert f"the usual tonnage of {evidence['kg_expected'] * math.exp(evidence['market_lw']) / 1e3:.1f} t" in top["explanation"]
 
 
 @pytest.fixture

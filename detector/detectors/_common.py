@@ -18,6 +18,12 @@ def usd(expr: pl.Expr) -> pl.Expr:
             .otherwise(pl.format("USD {}", expr.round(0).cast(pl.Int64))))
 
 
+def weight(kg: pl.Expr) -> pl.Expr:
+    """1,250.5 t / 820 kg as text, for explanations."""
+    return (pl.when(kg.abs() >= 1e3).then(pl.format("{} t", (kg / 1e3).round(1)))
+            .otherwise(pl.format("{} kg", kg.round(0).cast(pl.Int64))))
+
+
 def times(expr: pl.Expr) -> pl.Expr:
     return pl.format("{}x", expr.round(1))
 

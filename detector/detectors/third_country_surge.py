@@ -25,6 +25,7 @@ from detector.detectors._common import (
     reporter_partner,
     times,
     usd,
+    weight,
 )
 from detector.detectors.base import DetectorSpec, Window, conform, empty_output, z_tail
 from detector.robust import sigma_sql
@@ -116,17 +117,24 @@ def detect(baselines: Baselines, window: Window, settings: Settings) -> pl.DataF
                    .then(pl.format(" and {}'s {} exports to {} ran at {} their usual level", origin,
                                    pl.col("commodity"), hub, times(pl.col("feeder_growth"))))
                    .otherwise(pl.lit("")))
+    # the ratio is in tonnes where both months have them (as in SQL), else in USD: name the level it used
+    in_tonnes = pl.col("kg_row").is_not_null() & ((pl.col("kg_expected") * pl.col("market_lw").exp()) > 0)
+    usual_part = (pl.when(in_tonnes)
+                  .then(pl.format("the usual tonnage of {} ({} this month)",
+                                  weight(pl.col("kg_expected") * pl.col("market_lw").exp()), weight(pl.col("kg_row"))))
+                  .otherwise(pl.format("the usual level of {}", usd(pl.col("usd_expected")))))
     control_part = (pl.when(pl.col("after_control"))
                     .then(pl.format(" (after the {} {})", pl.col("control_date").dt.strftime("%Y-%m-%d"),
                                     pl.col("control")))
                     .otherwise(pl.lit("")))
     df = df.with_columns(
         pl.lit("third_country_surge").alias("detector"),
-        pl.format("{}'s {} (HS {}) shipments to {} were {} in {}, {} the usual level of {}{}{}{}.",
+        pl.format("{}'s {} (HS {}) shipments to {} were {} in {}, {} {}{}{}{}.",
                   hub, pl.col("commodity"), pl.col("hs_code"), dest, usd(pl.col("usd")), month(pl.col("period")),
-                  times(pl.col("ratio")), usd(pl.col("usd_expected")), direct_part, feeder_part,
+                  times(pl.col("ratio")), usual_part, direct_part, feeder_part,
                   control_part).alias("explanation"),
-        evidence_json("side", "usd", "usd_expected", "ratio", "z", "market_lv", "market_lw", "months_elevated", "direct_now",
+        evidence_json("side", "usd", "usd_expected", "kg_row", "kg_expected", "ratio", "z", "market_lv", "market_lw",
+                      "months_elevated", "direct_now",
                       "direct_usual", "direct_loss", "feeder_now", "feeder_usual", "feeder_growth",
                       "control_date").alias("evidence"),
     )
