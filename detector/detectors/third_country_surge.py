@@ -40,9 +40,11 @@ hub_leg AS (   -- the route against its usual level and beyond the code's market
            coalesce(m.market_lv, 0) AS market_lv, coalesce(m.market_lw, 0) AS market_lw,
            coalesce(s.kg_row / nullif(s.kg_expected * exp(coalesce(m.market_lw, 0)), 0),
                     s.usd / nullif(s.usd_expected * exp(coalesce(m.market_lv, 0)), 0)) AS ratio,
-           coalesce(CASE WHEN s.kg_row IS NOT NULL
-                         THEN s.z_weight - coalesce(m.market_lw, 0) / {sigma_sql("s.lw_mad", 0.15)} END,
-                    s.z_value - coalesce(m.market_lv, 0) / {sigma_sql("s.lv_mad", 0.15)}) AS z,
+           -- the same gap in units of the trailing spread: against the usual level the ratio uses,
+           -- not the trailing median (which for a route that trades some months only is 0)
+           coalesce(CASE WHEN s.kg_row IS NOT NULL AND s.kg_expected > 0
+                         THEN (s.lw - coalesce(m.market_lw, 0) - ln(1 + s.kg_expected)) / {sigma_sql("s.lw_mad", 0.15)} END,
+                    (s.lv - ln(1 + s.usd_expected * exp(coalesce(m.market_lv, 0)))) / {sigma_sql("s.lv_mad", 0.15)}) AS z,
            -- months among the last three that were also far above the usual level (data <= t only)
            count(*) FILTER (WHERE s.usd > $min_ratio * s.usd_expected * exp(coalesce(m.market_lv, 0))) OVER (
                PARTITION BY s.hs_code, s.exporter, s.importer ORDER BY s.period
