@@ -220,9 +220,12 @@ def control_fdr(alerts: pl.DataFrame, tests: pl.DataFrame, tested: dict[str, str
     over every test of the month (Genovese, Roeder & Wasserman 2006: p-values divided by weights
     that average 1 over all tests keep the FDR guarantee), on p-values calibrated to each
     detector's empirical null that month (`null_scales`). A detector whose alerts that month are
-    too few to fit its own null (the rule detectors, watched-only detectors, small worlds) takes the
-    month's heaviest fitted scale of any detector: with no null of its own, its p-values are
-    trusted no more than the worst-calibrated detector's; with no fit at all that month, the theory's.
+    too few to fit its own null (the rule detectors, small worlds) takes the month's heaviest fitted
+    scale among the detectors of its kind (those that test the same corridor-months: the watched
+    codes', or every scored one): with no null of its own, its p-values are trusted no more than
+    theirs; with none of its kind fitted that month, the theory's. (Borrowing across kinds was
+    measured: mirror_gap's book disagreements on every code are far heavier-tailed than the watched
+    codes' volume rules, and lending them cost a planted case on the noisy real-shaped world.)
 
     `alerts`: detector output with `p_value` (NULL: not a test, always kept); `tests`: corridor-months
     tested per month (period, watched, n) over the whole run; `tested`: detector -> "scored" (it
@@ -247,13 +250,16 @@ def control_fdr(alerts: pl.DataFrame, tests: pl.DataFrame, tested: dict[str, str
         pl.col("m_watched").fill_null(0), pl.col("m_other").fill_null(0))
     tested_rows = pl.col("p_value").is_not_null() & pl.col("detector").is_in(list(tested))
     scales = null_scales(df.filter(tested_rows).select("detector", "period", "p_value"), m_d)
-    borrowed = scales.group_by("period").agg(pl.col("null_scale").max().alias("month_scale"))
+    # a detector too sparse for its own null takes the heaviest of its kind's that month
+    borrowed = (scales.join(kinds, on="detector").group_by("period", "kind")
+                .agg(pl.col("null_scale").max().alias("month_scale")))
     # weights average 1 over the month's tests
     unit = (pl.col("m_watched") + pl.col("m_other")) / (watched_weight * pl.col("m_watched") + pl.col("m_other"))
     weight = pl.when(pl.col("commodity").is_not_null()).then(watched_weight * unit).otherwise(unit)
     judged = (df.filter(tested_rows)
               .join(scales, on=["detector", "period"], how="left")
-              .join(borrowed, on="period", how="left")
+              .join(kinds, on="detector", how="left")
+              .join(borrowed, on=["period", "kind"], how="left")
               .with_columns(pl.when(pl.col("null_scale").is_not_null()).then(pl.lit("own"))
                             .when(pl.col("month_scale").is_not_null()).then(pl.lit("month"))
                             .otherwise(pl.lit("theory")).alias("null_from"),

@@ -38,34 +38,40 @@ def test_null_scale_is_the_widest_that_makes_a_well_filled_tail_level_right():
     assert null_scales(right, m)["null_scale"].item() == 1.0
 
 
-def test_a_detector_too_sparse_for_its_own_null_borrows_the_months_heaviest():
-    """Two code shifts a month cannot fit a null; in a month where mirror_gap's tail is fitted they
-    are trusted no more than it (its scale), in a month where nothing is fitted the theory stands."""
+def test_a_detector_too_sparse_for_its_own_null_borrows_the_heaviest_of_its_kind():
+    """Two code shifts a month cannot fit a null. In a month where the surges on the same watched
+    codes have a fitted tail, the shifts are trusted no more than them (their scale, not mirror_gap's,
+    which tests every code); in a month where nothing of their kind is fitted the theory stands."""
     quiet = date(2025, 2, 1)
-    mirror = pl.DataFrame({"detector": "mirror_gap", "period": MONTH, "commodity": None,
-                           "p_value": [1e-4] * 140 + [2e-7] * 55 + [1e-9] * 5})
+    mirror = pl.DataFrame({"detector": "mirror_gap", "period": [MONTH] * 200 + [quiet] * 200, "commodity": None,
+                           "p_value": ([1e-4] * 140 + [2e-7] * 55 + [1e-9] * 5) * 2})
+    surges = pl.DataFrame({"detector": "third_country_surge", "period": MONTH, "commodity": "antimony",
+                           "p_value": [1e-4] * 12})
     shifts = pl.DataFrame({"detector": "code_shift", "period": [MONTH, MONTH, quiet, quiet],
                            "commodity": "gallium_germanium", "p_value": [1e-6, 1e-5, 1e-6, 1e-5]})
-    alerts = pl.concat([mirror, shifts], how="vertical_relaxed").with_columns(
+    alerts = pl.concat([mirror, surges, shifts], how="vertical_relaxed").with_columns(
         pl.col("commodity").cast(pl.String), pl.lit("{}").alias("evidence"))
     tests = pl.DataFrame({"period": [MONTH, MONTH, quiet, quiet], "watched": [False, True, False, True],
                           "n": [9_000, 1_000, 9_000, 1_000]})
-    kept = control_fdr(alerts, tests, {"mirror_gap": "scored", "code_shift": "watched"}, rate=1.0,
-                       watched_weight=1.0, keep_watched=False)
+    tested = {"mirror_gap": "scored", "third_country_surge": "watched", "code_shift": "watched"}
+    kept = control_fdr(alerts, tests, tested, rate=1.0, watched_weight=1.0, keep_watched=False)
     evidence = kept.with_columns(pl.col("evidence").str.json_decode(
         pl.Struct({"p_value": pl.Float64, "p_theory": pl.Float64, "null_scale": pl.Float64, "null_from": pl.String})
     )).unnest("evidence")
-    mirror_scale = null_scales(mirror, pl.DataFrame({"detector": ["mirror_gap"], "period": [MONTH], "m": [10_000]}))
+    surge_scale = null_scales(surges, pl.DataFrame({"detector": ["third_country_surge"], "period": [MONTH], "m": [1_000]}))
+    surge_scale = surge_scale["null_scale"].item()
+    mirror_scale = null_scales(mirror.filter(pl.col("period") == MONTH),
+                               pl.DataFrame({"detector": ["mirror_gap"], "period": [MONTH], "m": [10_000]}))
+    assert 1 < surge_scale < mirror_scale["null_scale"].item()
     borrowed = evidence.filter((pl.col("detector") == "code_shift") & (pl.col("period") == MONTH))
     assert (borrowed["null_from"] == "month").all()
-    assert borrowed["null_scale"].to_list() == pytest.approx([round(mirror_scale["null_scale"].item(), 3)] * 2, abs=1e-3)
+    assert borrowed["null_scale"].to_list() == pytest.approx([surge_scale] * 2, abs=1e-3)
     assert borrowed["p_value"].to_list() == pytest.approx(
-        list(norm.sf(norm.isf(borrowed["p_theory"].to_numpy()) / mirror_scale["null_scale"].item())), rel=1e-9)
-    assert (borrowed["p_value"] > 10 * borrowed["p_theory"]).all()
-    alone = evidence.filter(pl.col("period") == quiet)
+        list(norm.sf(norm.isf(borrowed["p_theory"].to_numpy()) / surge_scale)), rel=1e-9)
+    alone = evidence.filter((pl.col("detector") == "code_shift") & (pl.col("period") == quiet))
     assert (alone["null_from"] == "theory").all()
     assert alone["p_value"].to_list() == pytest.approx(alone["p_theory"].to_list(), rel=1e-9)
-    assert (evidence.filter(pl.col("detector") == "mirror_gap")["null_from"] == "own").all()
+    assert (evidence.filter(pl.col("detector") != "code_shift")["null_from"] == "own").all()
 
 
 # Gates open: every tested corridor-month comes out with its p-value.
