@@ -1,7 +1,7 @@
-"""A batch of files loaded in one call: every guarantee holds per file (whole or not at all, skipped
-when already loaded, later files replace earlier rows, a broken file refused with its one-line
-error while the good files load, rejects keep their file and line), on the group path and on
-the one-file fallback alike."""
+"""A batch of UN Comtrade files loaded in one call: when a group falls back to one file at a time,
+a broken file's own error, the command line's account of a batch, and a batch killed midway.
+The per-file guarantees of a mixed batch, for Comtrade and every other source, are in
+tests/test_ingest_batch_sources.py."""
 
 from __future__ import annotations
 
@@ -26,11 +26,6 @@ from tests.comtrade_files import row, write
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def flows(wh):
-    return wh.con.execute(
-        "SELECT reporter, partner, hs_code, value_usd, load_id FROM flows ORDER BY ALL").fetchall()
-
-
 def _batch(tmp_path: Path) -> dict[str, Path]:
     """Good files, one already loaded, a revision, two broken ones, a file with rejects."""
     f = {}
@@ -44,82 +39,6 @@ def _batch(tmp_path: Path) -> dict[str, Path]:
     f["empty"].write_text("")
     f["ind"] = write(tmp_path / "g_ind.csv", [row(reporter="IND", partner="CHN", value=7.0)])
     return f
-
-
-@pytest.mark.parametrize("grouped", [True, False], ids=["groups", "one-by-one"])
-def test_mixed_batch_keeps_every_guarantee_per_file(tmp_path, monkeypatch, grouped):
-    if not grouped:
-        monkeypatch.setattr(batch_module.Batch, "key", lambda self, path: None)
-    groups = []
-    load_group = batch_module.Batch.load_group
-
-    def spy(self, wh, group, done):
-        groups.append(([item.path.name for item in group], load_group(self, wh, group, done)))
-        return groups[-1][1]
-
-    monkeypatch.setattr(batch_module.Batch, "load_group", spy)
-    f = _batch(tmp_path)
-    with Warehouse.open(tmp_path / "w.duckdb") as wh:
-        (first,) = load_comtrade(wh, [f["ind"]])  # loaded before the batch
-        with pytest.raises(FilesRefused) as refused:
-            load_comtrade(wh, [f["old"], f["fra"], f["bad_header"], f["rejects"], f["revised"], f["empty"],
-                               f["ind"], f["fra"]])
-        by = {}
-        for s in refused.value.summaries:
-            by.setdefault(Path(s.file).name, []).append(s)
-        # broken files: refused with their one-line error naming file, line and problem; nothing of them kept
-        (bad,) = by["c_bad.csv"]
-        assert bad.status == "refused" and bad.error.startswith(f"{f['bad_header']}:1: not a UN Comtrade file")
-        (empty,) = by["f_empty.csv"]
-        assert empty.status == "refused" and empty.error == f"{f['empty']}:1: empty file (no header line)"
-        assert "2 of 8 files refused" in str(refused.value)
-        assert str(refused.value).startswith(f"{f['bad_header']}:1: not a UN Comtrade file")
-        files = {r[0] for r in wh.con.execute("SELECT file FROM loads").fetchall()}
-        assert str(f["bad_header"]) not in files and str(f["empty"]) not in files
-        # already loaded (before, or earlier in the same batch): skipped, nothing changed
-        assert by["g_ind.csv"][0].status == "skipped" and by["g_ind.csv"][0].load_id == first.load_id
-        assert [s.status for s in by["b_fra.csv"]] == ["loaded", "skipped"]
-        # the revision replaces the older file's row of the same key, the unchanged key too
-        (revised,) = by["e_usa_new.csv"]
-        assert (revised.rows_loaded, revised.rows_replaced) == (0, 2)
-        usa = [r for r in flows(wh) if r[0] == "USA"]
-        assert [(r[1], r[3]) for r in usa] == [("CHN", 130.0), ("THA", 5.0)]
-        assert {r[4] for r in usa} == {revised.load_id}
-        # good files whole, counted per file; rejects keep their file and line
-        assert (by["a_usa_old.csv"][0].rows_read, by["a_usa_old.csv"][0].rows_loaded) == (2, 2)
-        (mex,) = by["d_mex.csv"]
-        assert (mex.rows_read, mex.rows_loaded, mex.rows_rejected, mex.aggregates) == (3, 1, 2, 1)
-        assert wh.con.execute("SELECT file, line, reason FROM rejects ORDER BY line").fetchall() == [
-            (str(f["rejects"]), 3, "partner is the World aggregate, not a country"),
-            (str(f["rejects"]), 4, "wrong HS length: '12' has 2 digits (need 6, 8 or 10)")]
-        loads = dict(wh.con.execute("SELECT file, rows_loaded FROM loads").fetchall())
-        assert loads == {str(f["ind"]): 1, str(f["old"]): 2, str(f["fra"]): 2, str(f["rejects"]): 1,
-                         str(f["revised"]): 0}
-        assert len(flows(wh)) == 1 + 2 + 2 + 1  # IND, USA (revised), FRA, MEX
-        # grouped: the good files loaded in groups of consecutive files, the revision's group replacing
-        # the rows of the group before it
-        assert groups == ([(["a_usa_old.csv", "b_fra.csv"], True), (["d_mex.csv", "e_usa_new.csv"], True)]
-                          if grouped else [])
-        # the same batch again changes nothing
-        before = (flows(wh), wh.con.execute("SELECT count(*) FROM rejects").fetchone())
-        with pytest.raises(FilesRefused):
-            load_comtrade(wh, [f["old"], f["fra"], f["bad_header"], f["rejects"], f["revised"], f["empty"]])
-        assert (flows(wh), wh.con.execute("SELECT count(*) FROM rejects").fetchone()) == before
-
-
-def test_group_and_one_by_one_load_the_same(tmp_path, monkeypatch):
-    f = _batch(tmp_path)
-    files = [f[k] for k in ("old", "fra", "rejects", "revised", "ind")]
-    tables = []
-    for grouped in (True, False):
-        if not grouped:
-            monkeypatch.setattr(batch_module.Batch, "key", lambda self, path: None)
-        with Warehouse.open(tmp_path / f"w{grouped}.duckdb") as wh:
-            summaries = load_comtrade(wh, files)
-            tables.append(([s.line().rsplit(" in ", 1)[0] for s in summaries], flows(wh),
-                           wh.con.execute("SELECT load_id, file, line, raw, reason FROM rejects ORDER BY ALL").fetchall(),
-                           wh.con.execute("SELECT * FROM reporting ORDER BY ALL").fetchall()))
-    assert tables[0] == tables[1]
 
 
 def test_a_repeated_key_or_broken_line_sends_the_group_one_by_one(tmp_path):

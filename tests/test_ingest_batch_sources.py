@@ -1,6 +1,8 @@
-"""The batch guarantees of tests/test_ingest_batch.py for every other trade source (BACI, US Census,
-Eurostat Comext, a mapped table): good, already-loaded, revised and broken files in one call, on
-the group path and on the one-file path alike, with the same result."""
+"""A batch of files loaded in one call, for every trade source (UN Comtrade, BACI, US Census,
+Eurostat Comext, a mapped table): every guarantee holds per file (whole or not at all, skipped
+when already loaded, later files replace earlier rows, a broken file refused with its one-line
+error while the good files load, rejects keep their file and line), on the group path and on the
+one-file path alike, with the same result."""
 
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ from detector.ingest.baci import load_baci
 from detector.ingest.census import load_census
 from detector.ingest.comext import load_comext
 from detector.ingest.common import FilesRefused
+from detector.ingest.comtrade import COMTRADE_COLUMNS, load_comtrade
 from detector.ingest.mapped import load_mapped
 from detector.warehouse import Warehouse
+from tests.comtrade_files import row
 
 MAPPINGS = Path(__file__).resolve().parents[1] / "detector" / "ingest" / "mappings"
 COMTRADE = {"USA": 842, "FRA": 251, "IND": 699, "MEX": 484, "CHN": 156, "THA": 764, "WLD": 0}
@@ -57,6 +61,11 @@ class Source:
 
 
 SOURCES = {
+    "comtrade": Source(
+        "comtrade", COMTRADE_COLUMNS,
+        lambda r, p, v, c: list(row(reporter=r, partner="W00" if p == "WLD" else p, value=float(v), cmd=c).values()),
+        1.0, "282580", "12", "wrong HS length: '12' has 2 digits (need 6, 8 or 10)",
+        "partner is the World aggregate, not a country", "not a UN Comtrade file"),
     "baci": Source(
         "baci", ["t", "i", "j", "k", "v", "q"],
         lambda r, p, v, c: ["2021", COMTRADE[p], COMTRADE[r], c, v, "2.5"], 1000.0, "811010", "2617",
@@ -86,6 +95,8 @@ SOURCES = {
 def _loader(name: str, tmp_path: Path):
     """The source's loader, with the rates it needs (March 2024 at 1.10 USD per EUR)."""
     rates = _write(tmp_path / "rates.csv", ["month", "usd_per_eur"], [["2024-03", "1.10"]])
+    if name == "comtrade":
+        return load_comtrade
     if name == "baci":
         return load_baci
     if name == "census":
