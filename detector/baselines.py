@@ -32,7 +32,7 @@ import polars as pl
 from detector import grid
 from detector.grid import BLOCK_CELLS, GridBlock
 from detector.months import Window, months_ahead
-from detector.robust import sigma_sql
+from detector.robust import MAD_TO_SIGMA, sigma_sql
 from detector.scope import HISTORY_MONTHS, Scope, plan_warehouse  # noqa: F401 (HISTORY_MONTHS: docs, tests)
 
 # One row per corridor and month with something reported on either side, from the preferred source
@@ -151,7 +151,7 @@ MARKET_MIN_CORRIDORS = 5
 MARKET_USUAL_MONTHS = 24
 MARKET_USUAL_MIN = 6
 MARKET_MIN_SE = 3.0
-MEDIAN_SE_PER_MAD = 1.2533 * 1.4826   # standard error of a median per MAD, times sqrt(n), under normal noise
+MEDIAN_SE_PER_MAD = 1.2533 * MAD_TO_SIGMA   # standard error of a median per MAD, times sqrt(n), under normal noise
 _LV_CHANGE = "z_value * " + sigma_sql("lv_mad", 0.15)
 _LW_CHANGE = "z_weight * " + sigma_sql("lw_mad", 0.15)
 MARKET_SQL = """

@@ -232,7 +232,7 @@ def control_fdr(alerts: pl.DataFrame, tests: pl.DataFrame, tested: dict[str, str
     tests every scored corridor-month) or "watched" (the watched codes' ones). A month's tests are
     every detector's: watched-code tests weigh `watched_weight` times an unwatched code's, since the
     watched commodities are where evasion is expected. The calibrated p_value, the null's scale,
-    where it came from (`null_from`: own, month, theory) and the BH q-value (`fdr_q`) go into the
+    where it came from (`null_from`: own, kind, theory) and the BH q-value (`fdr_q`) go into the
     evidence JSON; the column is dropped. `keep_watched`: the
     watched codes' alerts are kept whatever their q-value (the watchlist is the analysts' own list
     of suspicions; the rate governs the sweep over every other code). Rate 0: FDR off, every alert
@@ -252,7 +252,7 @@ def control_fdr(alerts: pl.DataFrame, tests: pl.DataFrame, tested: dict[str, str
     scales = null_scales(df.filter(tested_rows).select("detector", "period", "p_value"), m_d)
     # a detector too sparse for its own null takes the heaviest of its kind's that month
     borrowed = (scales.join(kinds, on="detector").group_by("period", "kind")
-                .agg(pl.col("null_scale").max().alias("month_scale")))
+                .agg(pl.col("null_scale").max().alias("kind_scale")))
     # weights average 1 over the month's tests
     unit = (pl.col("m_watched") + pl.col("m_other")) / (watched_weight * pl.col("m_watched") + pl.col("m_other"))
     weight = pl.when(pl.col("commodity").is_not_null()).then(watched_weight * unit).otherwise(unit)
@@ -261,9 +261,9 @@ def control_fdr(alerts: pl.DataFrame, tests: pl.DataFrame, tested: dict[str, str
               .join(kinds, on="detector", how="left")
               .join(borrowed, on=["period", "kind"], how="left")
               .with_columns(pl.when(pl.col("null_scale").is_not_null()).then(pl.lit("own"))
-                            .when(pl.col("month_scale").is_not_null()).then(pl.lit("month"))
+                            .when(pl.col("kind_scale").is_not_null()).then(pl.lit("kind"))
                             .otherwise(pl.lit("theory")).alias("null_from"),
-                            pl.coalesce("null_scale", "month_scale", pl.lit(1.0)).alias("null_scale"))
+                            pl.coalesce("null_scale", "kind_scale", pl.lit(1.0)).alias("null_scale"))
               .with_columns(pl.col("p_value").alias("p_theory"),
                             _normal_sf(_normal_isf(pl.col("p_value")) / pl.col("null_scale")).alias("p_value"))
               .with_columns((pl.col("p_value") / weight).alias("_q"))

@@ -64,7 +64,7 @@ def test_a_detector_too_sparse_for_its_own_null_borrows_the_heaviest_of_its_kind
                                pl.DataFrame({"detector": ["mirror_gap"], "period": [MONTH], "m": [10_000]}))
     assert 1 < surge_scale < mirror_scale["null_scale"].item()
     borrowed = evidence.filter((pl.col("detector") == "code_shift") & (pl.col("period") == MONTH))
-    assert (borrowed["null_from"] == "month").all()
+    assert (borrowed["null_from"] == "kind").all()
     assert borrowed["null_scale"].to_list() == pytest.approx([surge_scale] * 2, abs=1e-3)
     assert borrowed["p_value"].to_list() == pytest.approx(
         list(norm.sf(norm.isf(borrowed["p_theory"].to_numpy()) / surge_scale)), rel=1e-9)
