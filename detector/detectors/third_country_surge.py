@@ -80,7 +80,7 @@ WHERE h.period BETWEEN $start AND $end
 
 @dataclass(frozen=True)
 class Settings:
-    min_z: float = field(default=3.0, metadata={"doc": "robust z of the month against the trailing year"})
+    min_z: float = field(default=3.0, metadata={"doc": "the month against its usual level, in trailing-year spreads (robust z)"})
     min_ratio: float = field(default=2.0, metadata={"doc": "month / highest usual level (weight, else value)"})
     min_excess_usd: float = field(default=50_000.0, metadata={"doc": "USD above the usual level"})
     min_history: int = field(default=6, metadata={"doc": "reported months in the trailing year"})
