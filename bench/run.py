@@ -283,18 +283,29 @@ def bench_run(db: Path, rows: int, repeat: int, done) -> None:
 
 def split_world(csv_path: Path) -> list[Path]:
     """The world file split as a download comes, one file per reporter and year (about 600 files),
-    written once into a folder beside it and reused; the files in name order."""
-    folder = csv_path.with_name(csv_path.stem + "_by_reporter_year")
-    done = folder / ".complete"
-    if not done.exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        df = pl.read_csv(csv_path, infer_schema=False)
-        df = df.with_columns(pl.col("period").str.slice(0, 4).alias("_year"))
-        for (reporter, year), part in df.group_by(["reporterCode", "_year"], maintain_order=True):
-            part.drop("_year").write_csv(folder / f"comtrade_{int(reporter):03d}_{year}.csv")
-        done.write_text("")
+    written once into a folder beside it and reused; the files in name order.
+
+    The split reads the whole file, so it runs in a child process, as `generated` does: in this
+    process it would raise the peak RSS every later step reports (10 GB at 20M rows)."""
+    folder = _split_folder(csv_path)
+    if not (folder / ".complete").exists():
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--split", str(csv_path)], check=True)
     return sorted(folder.glob("comtrade_*.csv"))
+
+
+def _split_folder(csv_path: Path) -> Path:
+    return csv_path.with_name(csv_path.stem + "_by_reporter_year")
+
+
+def split(csv_path: Path) -> None:
+    folder = _split_folder(csv_path)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    df = pl.read_csv(csv_path, infer_schema=False)
+    df = df.with_columns(pl.col("period").str.slice(0, 4).alias("_year"))
+    for (reporter, year), part in df.group_by(["reporterCode", "_year"], maintain_order=True):
+        part.drop("_year").write_csv(folder / f"comtrade_{int(reporter):03d}_{year}.csv")
+    (folder / ".complete").write_text("")
 
 
 def read_csv_floor(paths: list[Path], db: Path) -> None:
@@ -713,6 +724,7 @@ def main(argv=None) -> None:
     ap.add_argument("--work", type=Path, help="folder for warehouses and outputs (default: a temp folder)")
     ap.add_argument("--pandas-peer", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--generate", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--split", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--ingest-floor", nargs=2, type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--ingest-only", action="store_true",
                     help="only the ingest cases: one big file and the same rows as one file per reporter-year, "
@@ -739,6 +751,8 @@ def main(argv=None) -> None:
         return pandas_peer(args.pandas_peer)
     if args.generate:
         return generate(args.generate, args.data)
+    if args.split:
+        return split(args.split)
     if args.run_only:
         return bench_run_only(args.run_only, args.repeat, args.out)
     scales = ([int(x) for x in args.scales.split(",")] if args.scales
